@@ -26,6 +26,17 @@ def cores_to_mask(cores: list[int] | tuple[int, ...], width: int = 32) -> str:
     return f"0x{mask:0{digits}x}"
 
 
+def cores_to_list(cores: list[int] | tuple[int, ...]) -> str:
+    """[1, 3, 4] -> '1,3-4' (the EAL ``-l`` form: sorted, runs of consecutive cores as ranges)."""
+    runs: list[list[int]] = []
+    for c in sorted(set(cores)):
+        if runs and c == runs[-1][1] + 1:
+            runs[-1][1] = c
+        else:
+            runs.append([c, c])
+    return ",".join(f"{lo}" if lo == hi else f"{lo}-{hi}" for lo, hi in runs)
+
+
 def mask_to_cores(mask: str | int) -> list[int]:
     value = int(mask, 16) if isinstance(mask, str) else mask
     if value < 0:

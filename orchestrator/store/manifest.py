@@ -1,39 +1,59 @@
-"""A DP program's manifest: what it is (name, version, sha256, size) and how to run it.
+"""Store manifests (v2): what a program or a CP image is, and for a program how to launch it.
 
-``run`` is an argv template and ``core_arg`` the template of its core argument in the seed's
-core-mask form (``-c 0x0000ff00``), so the host agent can start any DP program on the cores it
-allocated without knowing the program. Example (``Manifest.to_json``)::
+Two kinds, both strict (every field required, unknown fields refused, so a damaged manifest
+never falls back to a default) and frozen:
 
-    {"core_arg": "-c {coremask}", "created": "2026-11-24T03:15:00Z", "name": "dpdk_stub",
-     "run": ["python3", "{program}", "{core_arg}", "--iface", "{iface}", ...],
-     "sha256": "<64 hex>", "size": 31337, "version": "1.0.0-3f2a9c1e"}
+- ``ProgramManifest`` (kind "program"): a DP program file (name, version, sha256, size) and its
+  ``Launch``: which runtime runs it, the form of its core argument, and which of the agent's
+  named values it takes under which flag. There is no free argv: a runtime is a NAME the host
+  maps to a path through its own allow-list, option and flag names come from fixed sets, and
+  flags match ``FLAG``. A manifest can choose among the things the agent knows how to pass,
+  never make the agent (root) run something else.
+- ``ImageManifest`` (kind "image"): a CP guest image, its kernel and initramfs. Hosts hand them to
+  QEMU; they are never executed on the host.
+
+What the store keeps and serves is a signed envelope::
+
+    {"manifest": {"kind": "program", "name": "dpdk_stub", "version": "1.0.0-3f2a9c1e",
+                  "sha256": "<64 hex>", "size": 31337, "created": "2026-11-24T03:15:00Z",
+                  "launch": {"runtime": "python3", "cores": "mask",
+                             "options": {"iface": "--iface", "ip": "--ip", ...},
+                             "flags": {"standby": "--standby"}}},
+     "signature": {"alg": "ed25519", "key_id": "<16 hex>", "value": "<base64>"}}
+
+``open_envelope`` verifies the signature before it reads a single field of the manifest.
 """
 
 from __future__ import annotations
 
-import json
 import re
-import shlex
-import string
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from typing import ClassVar
 
-from orchestrator.store.errors import StoreError
+from orchestrator.store import signing
+from orchestrator.store.errors import IntegrityError, StoreError
 
 # NOTE: the first character may not be '.', so no name or version can be '.' or '..': both
 # become path components in the store and URL components on the wire.
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 SHA = re.compile(r"^[0-9a-f]{64}$")
-DEFAULT_RUN = ("python3", "{program}", "{core_arg}", "--iface", "{iface}", "--ip", "{ip}", "--mac", "{mac}",
-               "--policy-shm", "{policy_shm}", "--stats", "{stats}", "--name", "{name}")
-DEFAULT_CORE_ARG = "-c {coremask}"
-FIELDS = ("name", "version", "sha256", "size", "run", "core_arg", "created")
+FLAG = re.compile(r"^--[a-z][a-z0-9-]{0,31}$")
+# NOTE: a runtime is a name ("python3"), never a path: no '/' can pass this.
+RUNTIME = re.compile(r"^[a-z][a-z0-9._+-]{0,31}$")
+NATIVE = "native"
+CORE_FORMS = ("mask", "list")
+OPTION_NAMES = ("iface", "ip", "mac", "policy_shm", "stats", "name", "port")
+FLAG_NAMES = ("standby",)
+KINDS = ("program", "image")
+IMAGE_FILES = ("kernel", "initrd")
+ENVELOPE_FIELDS = ("manifest", "signature")
 
 
-def check_ref(name: str, version: str) -> None:
+def check_ref(name: str, version: str, kind: str = "program") -> None:
     """StoreError unless ``name`` and ``version`` are safe as path and URL components."""
     for what, value in (("name", name), ("version", version)):
         if not isinstance(value, str) or not NAME.match(value):
-            raise StoreError(f"program {what} {value!r}: use letters, digits, '.', '_' and '-' "
+            raise StoreError(f"{kind} {what} {value!r}: use letters, digits, '.', '_' and '-' "
                              f"(not starting with '.'), at most 64")
 
 
@@ -42,96 +62,266 @@ def check_sha(sha: str) -> None:
         raise StoreError(f"sha256 {sha!r} is not 64 lowercase hex digits")
 
 
-def _fields(template: str) -> set[str]:
+def _check_size(size, what: str) -> None:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise StoreError(f"{what}: bad size {size!r}")
+
+
+def _strict(doc, fields: tuple[str, ...], what: str) -> dict:
+    if not isinstance(doc, dict):
+        raise StoreError(f"{what} must be a JSON object")
+    missing = [f for f in fields if f not in doc]
+    extra = sorted(str(k)[:32] for k in set(doc) - set(fields))
+    if missing or extra:
+        raise StoreError(f"{what}: " + "; ".join(x for x in (missing and f"missing {', '.join(missing)}",
+                                                             extra and f"unknown {', '.join(extra)}") if x))
+    return doc
+
+
+def _named_flags(value, allowed: tuple[str, ...], what: str) -> tuple[tuple[str, str], ...]:
+    """A {name: flag} mapping (or its pairs) as pairs in the order of ``allowed``.
+
+    NOTE: the schema's order, not the document's: a signature covers the manifest with its keys
+    sorted, so the order keys happen to have in a file is not signed and must not matter."""
+    pairs = value.items() if isinstance(value, dict) else value
     try:
-        return {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
-    except ValueError as exc:
-        raise StoreError(f"template {template!r}: {exc}") from None
+        got = dict(pairs)
+    except (TypeError, ValueError):
+        raise StoreError(f"{what} must map names to flags") from None
+    for name, flag in got.items():
+        if name not in allowed:
+            raise StoreError(f"{what}: unknown name {str(name)[:32]!r} (known: {', '.join(allowed)})")
+        if not isinstance(flag, str) or not FLAG.match(flag):
+            raise StoreError(f"{what}: flag {str(flag)[:40]!r} for {name} is not of the form --lowercase-word")
+    return tuple((n, got[n]) for n in allowed if n in got)
 
 
 @dataclass(frozen=True)
-class Manifest:
-    """``run`` is kept as a tuple (a list is accepted): a frozen manifest should be frozen all the
-    way down, and hashable."""
+class Launch:
+    """How the agent launches a program: ``runtime`` ("native", or an interpreter name the host
+    maps to a path), ``cores`` ("mask" → ``-c 0x0000ff00``, "list" → ``-l 1,3-4``), ``options``
+    and ``flags`` as ((name, flag), ...) in the schema's order (a mapping is accepted).
+    See ``orchestrator.agent.launch.dp_argv`` for the command line this makes."""
 
+    runtime: str = "python3"
+    cores: str = "mask"
+    options: tuple[tuple[str, str], ...] = ()
+    flags: tuple[tuple[str, str], ...] = ()
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("runtime", "cores", "options", "flags")
+
+    def __post_init__(self):
+        if not isinstance(self.runtime, str) or not (self.runtime == NATIVE or RUNTIME.match(self.runtime)):
+            raise StoreError(f"launch runtime {str(self.runtime)[:40]!r}: use 'native' or an interpreter name "
+                             f"such as 'python3' (never a path)")
+        if self.cores not in CORE_FORMS:
+            raise StoreError(f"launch cores {str(self.cores)[:40]!r}: use {' or '.join(CORE_FORMS)}")
+        object.__setattr__(self, "options", _named_flags(self.options, OPTION_NAMES, "launch options"))
+        object.__setattr__(self, "flags", _named_flags(self.flags, FLAG_NAMES, "launch flags"))
+        used = [f for _, f in self.options + self.flags]
+        dup = sorted({f for f in used if used.count(f) > 1})
+        if dup:
+            raise StoreError(f"launch: flag {', '.join(dup)} is used for more than one name")
+
+    def to_dict(self) -> dict:
+        return {"runtime": self.runtime, "cores": self.cores, "options": dict(self.options),
+                "flags": dict(self.flags)}
+
+    @classmethod
+    def from_dict(cls, doc) -> "Launch":
+        d = _strict(doc, cls.FIELDS, "launch")
+        for f in ("options", "flags"):
+            if not isinstance(d[f], dict):
+                raise StoreError(f"launch {f} must be a JSON object")
+        return cls(**{f: d[f] for f in cls.FIELDS})
+
+
+# The launch of this repo's DP, dpdk_stub (see dpdk_stub/eal.py for its arguments).
+DEFAULT_LAUNCH = Launch("python3", "mask",
+                        options={"iface": "--iface", "ip": "--ip", "mac": "--mac", "policy_shm": "--policy-shm",
+                                 "stats": "--stats", "name": "--name"},
+                        flags={"standby": "--standby"})
+
+
+def _check_created(created, what: str) -> None:
+    if not isinstance(created, str) or len(created) > 64 or "\n" in created:
+        raise StoreError(f"{what}: created must be a short string")
+
+
+@dataclass(frozen=True)
+class ProgramManifest:
     name: str
     version: str
     sha256: str
     size: int
-    run: tuple[str, ...] = DEFAULT_RUN
-    core_arg: str = DEFAULT_CORE_ARG
     created: str = ""
+    launch: Launch = DEFAULT_LAUNCH
+
+    kind: ClassVar[str] = "program"
+    FIELDS: ClassVar[tuple[str, ...]] = ("kind", "name", "version", "sha256", "size", "created", "launch")
 
     def __post_init__(self):
-        check_ref(self.name, self.version)
+        check_ref(self.name, self.version, self.kind)
         try:
             check_sha(self.sha256)
         except StoreError as exc:
             raise StoreError(f"program {self.ref}: {exc}") from None
-        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
-            raise StoreError(f"program {self.ref}: bad size {self.size!r}")
-        if isinstance(self.run, str) or not all(isinstance(w, str) for w in self.run):
-            raise StoreError(f"program {self.ref}: run must be a list of strings")
-        object.__setattr__(self, "run", tuple(self.run))
-        if "{program}" not in self.run:
-            raise StoreError(f"program {self.ref}: its run template never names {{program}}")
-        for word in self.run:
-            _fields(word)
-        if not isinstance(self.core_arg, str) or _fields(self.core_arg) != {"coremask"}:
-            raise StoreError(f"program {self.ref}: core_arg {self.core_arg!r} must name {{coremask}} and "
-                             f"nothing else")
-        if not isinstance(self.created, str):
-            raise StoreError(f"program {self.ref}: created must be a string")
+        _check_size(self.size, f"program {self.ref}")
+        _check_created(self.created, f"program {self.ref}")
+        if not isinstance(self.launch, Launch):
+            raise StoreError(f"program {self.ref}: launch must be a Launch")
 
     @property
     def ref(self) -> str:
         return f"{self.name}@{self.version}"
 
-    def argv(self, program_path: str, coremask: str, **values: str) -> list[str]:
-        """The command line for one DP instance. A ``{core_arg}`` word becomes the core argument
-        split into its own words (``-c``, ``0x0000ff00``); ``{program}`` and ``{coremask}`` may
-        also appear inside other words. Values are substituted, never shell-parsed."""
-        core = self.core_arg.format(coremask=coremask)
-        values = {**values, "program": program_path, "coremask": coremask, "core_arg": core}
-        out: list[str] = []
-        for word in self.run:
-            if word == "{core_arg}":
-                out += shlex.split(core)
-                continue
-            try:
-                out.append(word.format(**values))
-            except KeyError as exc:
-                raise StoreError(f"program {self.ref}: no value for {exc} in its run template") from None
-            except (IndexError, ValueError) as exc:
-                raise StoreError(f"program {self.ref}: run word {word!r}: {exc}") from None
-        return out
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "name": self.name, "version": self.version, "sha256": self.sha256,
+                "size": self.size, "created": self.created, "launch": self.launch.to_dict()}
+
+    @classmethod
+    def from_dict(cls, doc) -> "ProgramManifest":
+        d = _strict(doc, cls.FIELDS, f"program manifest {_claimed(doc)}")
+        if d["kind"] != cls.kind:
+            raise StoreError(f"manifest {_claimed(d)} is of kind {str(d['kind'])[:16]!r}, not {cls.kind!r}")
+        try:
+            launch = Launch.from_dict(d["launch"])
+        except StoreError as exc:
+            raise StoreError(f"program {_claimed(d)}: {exc}") from None
+        return cls(d["name"], d["version"], d["sha256"], d["size"], d["created"], launch)
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    """One content-addressed file of a manifest."""
+
+    sha256: str
+    size: int
+
+    def __post_init__(self):
+        check_sha(self.sha256)
+        _check_size(self.size, f"file {self.sha256[:12]}")
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "run": list(self.run)}
+        return {"sha256": self.sha256, "size": self.size}
 
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=1, sort_keys=True)
+
+@dataclass(frozen=True)
+class ImageManifest:
+    """A CP guest image: ``files`` is {"kernel": BlobRef, "initrd": BlobRef} (the JSON has exactly
+    those two, each {"sha256", "size"})."""
+
+    name: str
+    version: str
+    created: str
+    kernel: BlobRef
+    initrd: BlobRef
+
+    kind: ClassVar[str] = "image"
+    FIELDS: ClassVar[tuple[str, ...]] = ("kind", "name", "version", "created", "files")
+
+    def __post_init__(self):
+        check_ref(self.name, self.version, self.kind)
+        _check_created(self.created, f"image {self.ref}")
+        if not (isinstance(self.kernel, BlobRef) and isinstance(self.initrd, BlobRef)):
+            raise StoreError(f"image {self.ref}: kernel and initrd must be BlobRefs")
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    @property
+    def files(self) -> dict[str, BlobRef]:
+        return {"kernel": self.kernel, "initrd": self.initrd}
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "name": self.name, "version": self.version, "created": self.created,
+                "files": {role: ref.to_dict() for role, ref in self.files.items()}}
 
     @classmethod
-    def from_dict(cls, doc) -> "Manifest":
-        """Strict: every field must be there (``created`` may be empty), unknown fields refused, so
-        a damaged manifest never falls back to a default run template."""
-        if not isinstance(doc, dict):
-            raise StoreError("a manifest must be a JSON object")
-        missing = [f for f in FIELDS if f not in doc]
-        extra = sorted(set(doc) - set(FIELDS))
-        if missing or extra:
-            raise StoreError(f"manifest {doc.get('name')}@{doc.get('version')}: "
-                             + "; ".join(x for x in (missing and f"missing {', '.join(missing)}",
-                                                     extra and f"unknown {', '.join(extra)}") if x))
-        if not isinstance(doc["run"], list):
-            raise StoreError(f"manifest {doc['name']}@{doc['version']}: run must be a list of strings")
-        return cls(**{f: doc[f] for f in FIELDS})
+    def from_dict(cls, doc) -> "ImageManifest":
+        d = _strict(doc, cls.FIELDS, f"image manifest {_claimed(doc)}")
+        if d["kind"] != cls.kind:
+            raise StoreError(f"manifest {_claimed(d)} is of kind {str(d['kind'])[:16]!r}, not {cls.kind!r}")
+        what = f"image {_claimed(d)}"
+        files = _strict(d["files"], IMAGE_FILES, f"{what} files")
+        refs = {}
+        for role in IMAGE_FILES:
+            f = _strict(files[role], ("sha256", "size"), f"{what} {role}")
+            try:
+                refs[role] = BlobRef(f["sha256"], f["size"])
+            except StoreError as exc:
+                raise StoreError(f"{what} {role}: {exc}") from None
+        return cls(d["name"], d["version"], d["created"], refs["kernel"], refs["initrd"])
 
-    @classmethod
-    def from_json(cls, text: str | bytes) -> "Manifest":
-        try:
-            doc = json.loads(text)
-        except ValueError as exc:
-            raise StoreError(f"manifest is not JSON: {exc}") from None
-        return cls.from_dict(doc)
+
+AnyManifest = ProgramManifest | ImageManifest
+_CLASSES = {"program": ProgramManifest, "image": ImageManifest}
+
+
+def content(manifest: AnyManifest) -> dict:
+    """What makes a version what it is: everything but ``created``."""
+    d = manifest.to_dict()
+    d.pop("created")
+    return d
+
+
+def _claimed(doc) -> str:
+    """name@version as a document claims it, safe for a one-line message even if it is not."""
+    if not isinstance(doc, dict):
+        return "(not an object)"
+    parts = [doc.get("name"), doc.get("version")]
+    return "@".join(p if isinstance(p, str) and NAME.match(p) else repr(p)[:40] for p in parts)
+
+
+def _kind_class(kind: str):
+    try:
+        return _CLASSES[kind]
+    except KeyError:
+        raise StoreError(f"unknown manifest kind {str(kind)[:16]!r} (known: {', '.join(KINDS)})") from None
+
+
+def sign_envelope(manifest: AnyManifest, signer: "signing.Signer") -> dict:
+    doc = manifest.to_dict()
+    return {"manifest": doc, "signature": signer.sign(doc)}
+
+
+def _envelope_parts(doc, kind: str, source: str) -> tuple[dict, object]:
+    cls = _kind_class(kind)
+    if not isinstance(doc, dict) or not isinstance(doc.get("manifest"), dict):
+        what = "a flat v1 manifest" if isinstance(doc, dict) and "name" in doc else "not a manifest envelope"
+        raise IntegrityError(f"{cls.kind} {_claimed(doc)}{source}: {what}, unsigned: refused")
+    extra = sorted(str(k)[:32] for k in set(doc) - set(ENVELOPE_FIELDS))
+    if extra:
+        raise StoreError(f"{cls.kind} {_claimed(doc['manifest'])}{source}: envelope has unknown fields "
+                         f"{', '.join(extra)}")
+    return doc["manifest"], doc.get("signature")
+
+
+def open_envelope(doc, kind: str, trusted: list["signing.TrustedKey"], source: str = "") -> AnyManifest:
+    """The manifest of kind ``kind`` in a signed envelope, verified against ``trusted``.
+
+    The signature is verified FIRST, over the manifest exactly as received; only a manifest that
+    verifies is parsed. IntegrityError when it does not verify (or is of another kind), StoreError
+    when a verified manifest is malformed; each one line naming name@version (as the document
+    claims it) and ``source`` (e.g. " from http://store:8780")."""
+    body, signature = _envelope_parts(doc, kind, source)
+    label = f"{kind} {_claimed(body)}{source}"
+    try:
+        signing.verify(body, signature, trusted)
+    except IntegrityError as exc:
+        raise IntegrityError(f"{label}: {exc}") from None
+    if body.get("kind") != kind:
+        raise IntegrityError(f"{label}: the store answered with a manifest of kind "
+                             f"{str(body.get('kind'))[:16]!r}: refused")
+    try:
+        return _CLASSES[kind].from_dict(body)
+    except StoreError as exc:
+        raise StoreError(f"{label}: {exc}") from None
+
+
+def read_unverified(doc, kind: str) -> tuple[AnyManifest, dict | None]:
+    """The manifest and the signature in an envelope, NOT verified: for the store reading its own
+    files (listing, immutability checks). Hosts use :func:`open_envelope`."""
+    body, signature = _envelope_parts(doc, kind, "")
+    return _kind_class(kind).from_dict(body), signature if isinstance(signature, dict) else None

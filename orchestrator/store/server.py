@@ -1,13 +1,20 @@
-"""The program store over HTTP, read-only, for hosts to download programs from.
+"""The store over HTTP, read-only, for hosts to download DP programs and CP images from.
 
-    GET /v1/programs                       every manifest (a JSON list)
-    GET /v1/programs/<name>/<version>      one manifest
-    GET /v1/blobs/sha256/<hex>             a program file (application/octet-stream)
+    GET /v1/programs                       every program envelope (a JSON list)
+    GET /v1/programs/<name>/<version>      one program envelope
+    GET /v1/images                         every image envelope (a JSON list)
+    GET /v1/images/<name>/<version>        one image envelope
+    GET /v1/blobs/sha256/<hex>             a file (application/octet-stream)
+    GET /v1/key                            {"key_id", "public_key"}: the store's public key
 
-Errors are JSON ``{"error": "..."}``: 404 for an unknown path, program or blob, 500 for a store
-it cannot read. The server does not vouch for the bytes: hosts verify them against the manifest
-(``orchestrator.store.client``). Run it in the background with
-``python -m orchestrator.store.server --dir D --listen ADDR --port P``.
+Errors are JSON ``{"error": "..."}``: 404 for an unknown path, manifest or blob (and for the
+key when the store has no ``.pub`` file), 500 for a store it cannot read.
+
+The server does not vouch for anything: it serves envelopes as they are on disk, and hosts
+verify the signature against the keys THEY trust, then the bytes against the manifest
+(``orchestrator.store.client``). ``/v1/key`` is for an operator's preflight (is the key this
+store signs with one the hosts trust?), never a source of trust. Run it in the background with
+``python -m orchestrator.store.server --dir D [--key K] --listen ADDR --port P``.
 """
 
 from __future__ import annotations
@@ -20,14 +27,16 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from orchestrator.httpjson import JsonHandler
+from orchestrator.store import signing
 from orchestrator.store.errors import NotFound, StoreError
 from orchestrator.store.manifest import NAME, SHA
 from orchestrator.store.store import DEFAULT_DIR, Store
 
+_LISTS = {"programs": "program", "images": "image"}
+
 
 class _Handler(JsonHandler):
-    server_version = "vnfctl-store/1"
-
+    server_version = "vnfctl-store/2"
 
     def _blob(self, path: Path) -> None:
         try:
@@ -46,12 +55,17 @@ class _Handler(JsonHandler):
         store: Store = self.server.store  # type: ignore[attr-defined]
         parts = self.path.split("?")[0].strip("/").split("/")
         try:
-            if parts == ["v1", "programs"]:
-                return self.send_json(200, [m.to_dict() for m in store.list()])
-            if len(parts) == 4 and parts[:2] == ["v1", "programs"] and all(NAME.match(p) for p in parts[2:]):
-                return self.send_json(200, store.get(parts[2], parts[3]).to_dict())
+            if len(parts) == 2 and parts[0] == "v1" and parts[1] in _LISTS:
+                return self.send_json(200, store.envelopes(_LISTS[parts[1]]))
+            if len(parts) == 4 and parts[0] == "v1" and parts[1] in _LISTS and all(NAME.match(p) for p in parts[2:]):
+                return self.send_json(200, store.read_envelope(_LISTS[parts[1]], parts[2], parts[3]))
             if len(parts) == 4 and parts[:3] == ["v1", "blobs", "sha256"] and SHA.match(parts[3]):
                 return self._blob(store.blob_path(parts[3]))
+            if parts == ["v1", "key"]:
+                key = store.public_key()
+                if key is None:
+                    raise NotFound("this store has no public key: run 'vnfctl store keygen'")
+                return self.send_json(200, {"key_id": key.key_id, "public_key": key.public_b64})
         except NotFound as exc:
             return self.send_json(404, {"error": str(exc)})
         except (StoreError, OSError) as exc:
@@ -59,17 +73,19 @@ class _Handler(JsonHandler):
         self.send_json(404, {"error": f"no such resource {self.path}"})
 
 
-def make_server(store_dir: Path, address: str = "127.0.0.1", port: int = 8780) -> ThreadingHTTPServer:
-    """A bound, not yet serving server (port 0 picks a free port: see ``server_address``)."""
+def make_server(store_dir: Path, address: str = "127.0.0.1", port: int = 8780,
+                key_file: Path | None = None) -> ThreadingHTTPServer:
+    """A bound, not yet serving server (port 0 picks a free port: see ``server_address``).
+    ``key_file`` (default ``signing.DEFAULT_KEY``) is read only for its ``.pub`` beside it."""
     server = ThreadingHTTPServer((address, port), _Handler)
-    server.store = Store(store_dir)  # type: ignore[attr-defined]
+    server.store = Store(store_dir, key_file or signing.DEFAULT_KEY)  # type: ignore[attr-defined]
     return server
 
 
-def serve(store_dir: Path, address: str = "127.0.0.1", port: int = 8780) -> None:
+def serve(store_dir: Path, address: str = "127.0.0.1", port: int = 8780, key_file: Path | None = None) -> None:
     """Serve ``store_dir`` until interrupted; StoreError if the address cannot be bound."""
     try:
-        server = make_server(store_dir, address, port)
+        server = make_server(store_dir, address, port, key_file)
     except OSError as exc:
         raise StoreError(f"program store: cannot listen on {address}:{port}: {exc.strerror or exc}") from None
     host, bound = server.server_address[:2]
@@ -85,9 +101,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dir", default=str(DEFAULT_DIR))
     p.add_argument("--listen", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8780)
+    p.add_argument("--key", default=str(signing.DEFAULT_KEY), help="the signing key (only its .pub is read)")
     args = p.parse_args(argv)
     try:
-        serve(Path(args.dir), args.listen, args.port)
+        serve(Path(args.dir), args.listen, args.port, Path(args.key))
     except StoreError as exc:
         print(f"vnfctl: error: {exc}", file=sys.stderr)
         return exc.exit_code

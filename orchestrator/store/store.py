@@ -1,25 +1,38 @@
-"""The program store: content-addressed program files plus one manifest per name@version.
+"""The store: content-addressed files plus one signed manifest envelope per kind, name and version.
 
-    DIR/blobs/sha256/<hex>               the program files, read-only (0444)
-    DIR/manifests/<name>/<version>.json  their manifests
+    DIR/blobs/sha256/<hex>                  program files, CP kernels and initramfs (0444)
+    DIR/programs/<name>/<version>.json      signed envelopes of program manifests
+    DIR/images/<name>/<version>.json        signed envelopes of CP image manifests
 
-Versions are immutable: pushing the same name@version again with the same content returns the
-existing manifest (and restores the blob if it was altered), with other content it is refused. Every file appears by an atomic rename or link, so a
-reader (the HTTP server) never sees a half-written blob or manifest.
+(A v1 store's ``DIR/manifests/`` is not read: its manifests are unsigned.) Versions are
+immutable: pushing the same name@version again with the same content (``created`` aside)
+returns the existing manifest (restoring a blob that was altered, and re-signing the envelope
+if it does not verify under the current key, e.g. after a key rotation); other content is
+refused. Every file appears by an atomic rename or link, so a reader (the HTTP server) never
+sees a half-written blob or envelope.
+
+The store signs (``key_file``, loaded only when a push needs it) but does not verify what it
+reads back: hosts verify (``orchestrator.store.client``). ``entries`` says which envelopes verify
+under the store's own public key, for an operator's listing.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import tempfile
 import time
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from orchestrator.store.errors import NotFound, StoreError
-from orchestrator.store.manifest import DEFAULT_CORE_ARG, DEFAULT_RUN, Manifest, check_ref, check_sha
+from orchestrator.store import signing
+from orchestrator.store.errors import IntegrityError, NotFound, StoreError
+from orchestrator.store.manifest import (DEFAULT_LAUNCH, KINDS, AnyManifest, BlobRef, ImageManifest, Launch,
+                                         ProgramManifest, check_ref, check_sha, content, read_unverified,
+                                         sign_envelope)
 
 DEFAULT_DIR = Path(os.environ.get("VNFCTL_STORE_DIR", "/var/lib/vnfctl/store"))
 DP_SOURCE = Path(__file__).resolve().parents[2] / "dpdk_stub"
@@ -36,10 +49,19 @@ def sha256_file(path: Path) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def _write_new(path: Path, data: bytes, mode: int) -> bool:
-    """Create ``path`` with ``data`` atomically, only if it does not exist yet; False if it did.
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
-    NOTE: a hard link (not a rename) publishes the file, because link() fails when the name
+
+def _envelope_bytes(envelope: dict) -> bytes:
+    return json.dumps(envelope, indent=1, sort_keys=True).encode()
+
+
+def _publish(path: Path, data: bytes, mode: int, replace: bool) -> bool:
+    """Write ``data`` to a temporary file beside ``path``, then publish it: by a hard link when
+    ``replace`` is false (False if ``path`` already existed), by an atomic rename otherwise.
+
+    NOTE: a hard link (not a rename) publishes a new file, because link() fails when the name
     exists: two concurrent pushes of one name@version cannot both win."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".part")
@@ -49,57 +71,173 @@ def _write_new(path: Path, data: bytes, mode: int) -> bool:
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, mode)
+        if replace:
+            os.replace(tmp, path)
+            return True
         try:
             os.link(tmp, path)
         except FileExistsError:
             return False
         return True
     finally:
-        os.unlink(tmp)
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _write_new(path: Path, data: bytes, mode: int) -> bool:
+    """Create ``path`` with ``data`` atomically, only if it does not exist yet; False if it did."""
+    return _publish(path, data, mode, replace=False)
+
+
+def _replace(path: Path, data: bytes, mode: int) -> None:
+    """Replace ``path`` with ``data`` atomically (readers see the old file or the new one)."""
+    _publish(path, data, mode, replace=True)
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One envelope in the store, for a listing: its manifest, the key id its signature names,
+    and whether that signature verifies under the store's own public key."""
+
+    manifest: AnyManifest
+    key_id: str | None
+    verified: bool
+
+    def to_dict(self) -> dict:
+        return {"kind": self.manifest.kind, "manifest": self.manifest.to_dict(), "key_id": self.key_id,
+                "verified": self.verified}
 
 
 class Store:
-    def __init__(self, root: Path = DEFAULT_DIR):
+    def __init__(self, root: Path = DEFAULT_DIR, key_file: Path = signing.DEFAULT_KEY):
         self.root = Path(root)
+        self.key_file = Path(key_file)
+        self._signer: signing.Signer | None = None
+
+    @property
+    def signer(self) -> signing.Signer:
+        """The signing key, loaded on first use: only pushes need it (StoreError if there is none)."""
+        if self._signer is None:
+            self._signer = signing.load_signer(self.key_file)
+        return self._signer
+
+    def public_key(self) -> signing.TrustedKey | None:
+        """The store's public key from ``<key_file>.pub`` (None if there is none): reading it does
+        not need access to the private key."""
+        key = signing.read_public(signing.public_path(self.key_file))
+        if key is None and self._signer is not None:
+            key = self._signer.trusted
+        return key
 
     def blob_path(self, sha: str) -> Path:
         check_sha(sha)
         return self.root / "blobs" / "sha256" / sha
 
-    def _manifest_path(self, name: str, version: str) -> Path:
-        check_ref(name, version)
-        return self.root / "manifests" / name / f"{version}.json"
+    def envelope_path(self, kind: str, name: str, version: str) -> Path:
+        if kind not in KINDS:
+            raise StoreError(f"unknown manifest kind {str(kind)[:16]!r} (known: {', '.join(KINDS)})")
+        check_ref(name, version, kind)
+        return self.root / f"{kind}s" / name / f"{version}.json"
 
-    def _load(self, path: Path) -> Manifest:
+    def _read(self, path: Path) -> dict:
         try:
-            return Manifest.from_json(path.read_bytes())
+            return json.loads(path.read_bytes())
+        except FileNotFoundError:
+            raise
+        except ValueError as exc:
+            raise StoreError(f"{path}: not JSON: {exc}") from None
+        except OSError as exc:
+            raise StoreError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+
+    def read_envelope(self, kind: str, name: str, version: str) -> dict:
+        """The envelope of kind/name/version as it is on disk (not verified); NotFound if none."""
+        path = self.envelope_path(kind, name, version)
+        try:
+            return self._read(path)
+        except FileNotFoundError:
+            raise NotFound(f"no {kind} {name}@{version} in the store {self.root}") from None
+
+    def _paths(self, kind: str) -> list[Path]:
+        if kind not in KINDS:
+            raise StoreError(f"unknown manifest kind {str(kind)[:16]!r} (known: {', '.join(KINDS)})")
+        return sorted((self.root / f"{kind}s").glob("*/*.json"))
+
+    def envelopes(self, kind: str) -> list[dict]:
+        """Every envelope of ``kind`` as it is on disk (not verified), sorted by name and version."""
+        out = []
+        for path in self._paths(kind):
+            try:
+                out.append(self._read(path))
+            except FileNotFoundError:
+                continue  # removed since it was listed
+        return out
+
+    def _parse(self, path: Path, doc: dict, kind: str) -> tuple[AnyManifest, dict | None]:
+        try:
+            manifest, signature = read_unverified(doc, kind)
         except StoreError as exc:
             raise StoreError(f"{path}: {exc}") from None
+        if (manifest.name, manifest.version) != (path.parent.name, path.stem):
+            raise StoreError(f"{path}: holds the manifest of {manifest.ref}")
+        return manifest, signature
 
-    def get(self, name: str, version: str) -> Manifest:
-        path = self._manifest_path(name, version)
-        if not path.exists():
-            raise NotFound(f"no program {name}@{version} in the store {self.root}")
-        return self._load(path)
+    def _get(self, kind: str, name: str, version: str) -> AnyManifest:
+        doc = self.read_envelope(kind, name, version)
+        return self._parse(self.envelope_path(kind, name, version), doc, kind)[0]
 
-    def list(self) -> list[Manifest]:
-        return [self._load(p) for p in sorted((self.root / "manifests").glob("*/*.json"))]
+    def get_program(self, name: str, version: str) -> ProgramManifest:
+        return self._get("program", name, version)  # type: ignore[return-value]
 
-    def push(self, file: Path, name: str, version: str, run: list[str] | None = None,
-             core_arg: str | None = None) -> Manifest:
-        """Publish ``file`` as name@version and return its manifest.
+    def get_image(self, name: str, version: str) -> ImageManifest:
+        return self._get("image", name, version)  # type: ignore[return-value]
 
-        The file is hashed while it is copied into the store, so the blob is exactly the bytes
-        that were hashed even if ``file`` changes meanwhile."""
-        check_ref(name, version)
-        file = Path(file)
-        if not file.is_file():
-            raise StoreError(f"no program file {file}")
+    def _list(self, kind: str) -> list[tuple[AnyManifest, dict, dict | None]]:
+        out = []
+        for path in self._paths(kind):
+            try:
+                doc = self._read(path)
+            except FileNotFoundError:
+                continue
+            manifest, signature = self._parse(path, doc, kind)
+            out.append((manifest, doc, signature))
+        return out
+
+    def list_programs(self) -> list[ProgramManifest]:
+        return [m for m, _, _ in self._list("program")]  # type: ignore[misc]
+
+    def list_images(self) -> list[ImageManifest]:
+        return [m for m, _, _ in self._list("image")]  # type: ignore[misc]
+
+    def entries(self) -> list[Entry]:
+        """Programs, then images, each with its signature's key id and whether it verifies under the
+        store's own public key (False for all when the store has no public key)."""
+        key = self.public_key()
+        out = []
+        for kind in KINDS:
+            for manifest, doc, signature in self._list(kind):
+                verified = False
+                if key is not None:
+                    try:
+                        signing.verify(doc["manifest"], signature, [key])
+                        verified = True
+                    except IntegrityError:
+                        pass
+                key_id = signature.get("key_id") if signature else None
+                out.append(Entry(manifest, key_id if isinstance(key_id, str) else None, verified))
+        return out
+
+    def _ingest(self, file: Path, tmps: list[str]) -> tuple[str, int]:
+        """Copy ``file`` into a temporary file beside the blobs, hashing it on the way; the
+        temporary file's path is appended to ``tmps`` (the caller publishes or removes it).
+
+        NOTE: hashed while copied, so a blob is exactly the bytes that were hashed even if
+        ``file`` changes meanwhile."""
         blobs = self.root / "blobs" / "sha256"
         blobs.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=blobs, prefix=".tmp-", suffix=".part")
+        tmps.append(tmp)
+        h, size = hashlib.sha256(), 0
         try:
-            h, size = hashlib.sha256(), 0
             with os.fdopen(fd, "wb") as out, open(file, "rb") as src:
                 for chunk in iter(lambda: src.read(_CHUNK), b""):
                     h.update(chunk)
@@ -107,34 +245,106 @@ class Store:
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            sha = h.hexdigest()
-            manifest = Manifest(name, version, sha, size, tuple(run or DEFAULT_RUN), core_arg or DEFAULT_CORE_ARG,
-                                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-            existing = self._existing(name, version, sha)
+        except OSError as exc:
+            raise StoreError(f"cannot copy {file} into the store {self.root}: {exc.strerror or exc}") from None
+        return h.hexdigest(), size
+
+    def push_program(self, file: Path, name: str, version: str, launch: Launch = DEFAULT_LAUNCH) -> ProgramManifest:
+        """Publish ``file`` as program name@version, launched as ``launch``, and return its manifest."""
+        check_ref(name, version, "program")
+        file = Path(file)
+        if not file.is_file():
+            raise StoreError(f"no program file {file}")
+        if not isinstance(launch, Launch):
+            raise StoreError(f"program {name}@{version}: launch must be a Launch")
+        return self._push([file], lambda blobs: ProgramManifest(name, version, *blobs[0], _now(), launch))
+
+    def push_image(self, kernel: Path, initrd: Path, name: str, version: str) -> ImageManifest:
+        """Publish a CP guest image (kernel and initramfs) as image name@version."""
+        check_ref(name, version, "image")
+        kernel, initrd = Path(kernel), Path(initrd)
+        for role, f in (("kernel", kernel), ("initramfs", initrd)):
+            if not f.is_file():
+                raise StoreError(f"image {name}@{version}: no {role} file {f}")
+        return self._push([kernel, initrd], lambda blobs: ImageManifest(name, version, _now(), BlobRef(*blobs[0]),
+                                                                        BlobRef(*blobs[1])))
+
+    def _push(self, files: list[Path], make) -> AnyManifest:
+        signer = self.signer  # NOTE: before any copy: no key, nothing written
+        tmps: list[str] = []
+        try:
+            blobs = [self._ingest(f, tmps) for f in files]
+            manifest = make(blobs)
+            existing = self._existing(manifest)
             # NOTE: replaced even if present: the bytes just hashed are known good, a blob
             # altered in place on the store is not, and a rename is atomic for readers.
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, self.blob_path(sha))
+            for tmp, (sha, _) in zip(tmps, blobs):
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, self.blob_path(sha))
             if existing:
-                return existing
+                return self._signed(existing, signer)
         finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-        if not _write_new(self._manifest_path(name, version), manifest.to_json().encode(), 0o444):
-            return self._existing(name, version, sha)
-        return manifest
+            for tmp in tmps:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
+        path = self.envelope_path(manifest.kind, manifest.name, manifest.version)
+        if _write_new(path, _envelope_bytes(sign_envelope(manifest, signer)), 0o444):
+            return manifest
+        existing = self._existing(manifest)  # a concurrent push of this version won
+        if existing is None:
+            raise StoreError(f"{manifest.kind} {manifest.ref}: its envelope {path} vanished while it was published")
+        return self._signed(existing, signer)
 
-    def _existing(self, name: str, version: str, sha: str) -> Manifest | None:
-        """The manifest already published for name@version if it has content ``sha``; StoreError
-        if it has other content; None if there is none."""
+    def _existing(self, manifest: AnyManifest) -> AnyManifest | None:
+        """The manifest already published for the same kind and name@version if its content is the
+        same; StoreError if it has other content; None if there is none."""
         try:
-            existing = self.get(name, version)
+            existing = self._get(manifest.kind, manifest.name, manifest.version)
         except NotFound:
             return None
-        if existing.sha256 != sha:
-            raise StoreError(f"program {name}@{version} already exists with sha256 {existing.sha256}; "
-                             f"versions are immutable")
+        if content(existing) == content(manifest):
+            return existing
+        if isinstance(existing, ProgramManifest):
+            other = (f"sha256 {existing.sha256}" if existing.sha256 != manifest.sha256  # type: ignore[union-attr]
+                     else f"another launch ({existing.launch.runtime}, cores as {existing.launch.cores})")
+        else:
+            other = f"other files (kernel {existing.kernel.sha256[:12]}, initrd {existing.initrd.sha256[:12]})"
+        raise StoreError(f"{existing.kind} {existing.ref} already exists with {other}; versions are immutable")
+
+    def _signed(self, existing: AnyManifest, signer: signing.Signer) -> AnyManifest:
+        """``existing``, its envelope re-signed in place if its signature does not verify under
+        ``signer``'s key (the key was rotated, or the signature damaged).
+
+        NOTE: this signs only a manifest whose content the operator has just pushed again, so it
+        never blesses content changed on the store's disk: that was refused as other content."""
+        path = self.envelope_path(existing.kind, existing.name, existing.version)
+        doc = self.read_envelope(existing.kind, existing.name, existing.version)
+        try:
+            signing.verify(doc.get("manifest"), doc.get("signature"), [signer.trusted])
+        except IntegrityError:
+            _replace(path, _envelope_bytes(sign_envelope(existing, signer)), 0o444)
         return existing
+
+
+def publish_dp(store: Store, name: str = "dpdk_stub", version: str | None = None) -> ProgramManifest:
+    """Pack this repo's DP and push it as name@version (default :func:`dp_version`) with the
+    default launch."""
+    check_ref(name, version or "0", "program")
+    archive = dp_archive()
+    version = version or _version_of(archive)
+    with tempfile.TemporaryDirectory() as tmp:
+        program = Path(tmp) / f"{name}.pyz"
+        program.write_bytes(archive)
+        return store.push_program(program, name, version)
+
+
+def publish_cp_image(store: Store, image, name: str = "cp-guest") -> ImageManifest:
+    """Push a built CP image (``images.builder.CpImage``) as name@<first 16 hex of its digest>: the
+    digest is of the image's inputs, so an unchanged image is the same immutable version."""
+    digest = getattr(image, "digest", None)
+    if not isinstance(digest, str) or len(digest) < 16:
+        raise StoreError(f"CP image digest {digest!r} is too short to name a version")
+    return store.push_image(image.kernel, image.initrd, name, digest[:16])
 
 
 def _dp_files(source: Path) -> list[Path]:
@@ -185,4 +395,8 @@ def dp_version(source: Path | None = None) -> str:
     """The DP program's version: a fixed prefix plus a short hash of the archive itself, so a
     changed DP (or a changed way of packing it) is a new immutable version and an unchanged one
     the same."""
-    return f"1.0.0-{hashlib.sha256(dp_archive(source)).hexdigest()[:8]}"
+    return _version_of(dp_archive(source))
+
+
+def _version_of(archive: bytes) -> str:
+    return f"1.0.0-{hashlib.sha256(archive).hexdigest()[:8]}"
