@@ -57,14 +57,18 @@ class CpImage:
     size_bytes: int
 
     def cmdline(self, ip_cidr: str, gateway: str, name: str, extra: dict[str, str] | None = None) -> str:
-        """The kernel command line the guest's /init reads its settings from."""
-        words = ["console=ttyS0", "quiet", "loglevel=3", "panic=-1",
-                 f"vnfctl.ip={ip_cidr}", f"vnfctl.gw={gateway}", f"vnfctl.name={name}"]
-        for key, value in (extra or {}).items():
-            if not re.match(r"^[a-z_]+$", key) or " " in str(value):
-                raise ImageBuildError(f"kernel parameter vnfctl.{key}={value!r} is not a single word")
-            words.append(f"vnfctl.{key}={value}")
-        return " ".join(words)
+        return guest_cmdline(ip_cidr, gateway, name, extra)
+
+
+def guest_cmdline(ip_cidr: str, gateway: str, name: str, extra: dict[str, str] | None = None) -> str:
+    """The kernel command line the guest's /init reads its settings from (pure)."""
+    words = ["console=ttyS0", "quiet", "loglevel=3", "panic=-1",
+             f"vnfctl.ip={ip_cidr}", f"vnfctl.gw={gateway}", f"vnfctl.name={name}"]
+    for key, value in (extra or {}).items():
+        if not re.match(r"^[a-z_]+$", key) or " " in str(value):
+            raise ImageBuildError(f"kernel parameter vnfctl.{key}={value!r} is not a single word")
+        words.append(f"vnfctl.{key}={value}")
+    return " ".join(words)
 
 
 def _run(cmd: list[str], what: str) -> str:

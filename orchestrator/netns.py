@@ -1,17 +1,25 @@
-"""Doing things from inside a named network namespace without moving the controller.
+"""Namespaces: doing one thing inside a lab namespace, and placing a process in one.
 
-NOTE: namespace switches happen only in a short-lived forked child, never in the long-lived
-parent (as pyroute2 does): the child enters the namespace, does one narrow thing (write a
-per-namespace sysctl, open a connected TCP socket) and hands the result back. A socket keeps
-the namespace it was created in, so the parent can use it as if it lived there.
+NOTE: the lab builder switches namespaces only in a short-lived forked child, never in its
+long-lived parent (as pyroute2 does): the child enters the namespace, does one narrow thing
+(write a per-namespace sysctl, probe that a service listens) and hands the result back.
+
+``enter`` is the other case: a controller command aimed at a lab moves its whole process, once,
+at its start, into the lab's management namespaces (where a management server would be), so
+that every connection it makes starts there, exactly as on a real site. ``entered`` moves only
+the calling thread's network namespace, for a test process that also drives the lab.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import pickle
 import socket
 import sys
+import threading
+from pathlib import Path
 from typing import Any, Callable
 
 from pyroute2 import netns as _pyroute2_netns
@@ -81,3 +89,57 @@ def connect_from_netns(ns: str, address: str, port: int, timeout: float = 5.0) -
     sock = socket.socket(fileno=fds[0])
     sock.settimeout(timeout)
     return sock
+
+
+CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(path: Path | str, kind: int, what: str) -> None:
+    fd = os.open(str(path), os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if _libc.setns(fd, kind) != 0:
+            err = ctypes.get_errno()
+            raise LabError(f"cannot enter the {what} namespace {path}: {os.strerror(err)}")
+    finally:
+        os.close(fd)
+
+
+def enter(net: Path | str | None = None, mnt: Path | str | None = None) -> None:
+    """Move this whole process into a network and/or mount namespace (given by their files).
+
+    Must be called while the process has a single thread (the kernel refuses a mount-namespace
+    switch otherwise): the CLI does it first thing. The network namespace is entered first,
+    because its file may be hidden in the new mount namespace."""
+    if mnt is not None and threading.active_count() > 1:
+        raise LabError("cannot enter a mount namespace from a process that runs threads")
+    if net is not None:
+        _setns(net, CLONE_NEWNET, "network")
+    if mnt is not None:
+        cwd = os.getcwd()
+        _setns(mnt, CLONE_NEWNS, "mount")
+        with contextlib.suppress(OSError):
+            os.chdir(cwd)
+
+
+@contextlib.contextmanager
+def entered(net: Path | str):
+    """The calling thread in network namespace ``net`` for the block (threads it starts inherit
+    it), then back where it was."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _setns(net, CLONE_NEWNET, "network")
+        try:
+            yield
+        finally:
+            if _libc.setns(home, CLONE_NEWNET) != 0:
+                raise LabError(f"cannot return to the original network namespace: "
+                               f"{os.strerror(ctypes.get_errno())}")
+    finally:
+        os.close(home)
+
+
+def same_namespace(a: Path | str, b: Path | str) -> bool:
+    """True when two namespace files name the same namespace."""
+    sa, sb = os.stat(a), os.stat(b)
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)

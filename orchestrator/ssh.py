@@ -1,8 +1,8 @@
 """The controller's one door to SSH (paramiko): host keys verified against a known_hosts file.
 
-Unknown or changed host keys are refused (RejectPolicy), never accepted on first sight. In the
-lab the TCP connection starts inside the lab's ``mgmt`` namespace, because lab addresses exist
-only inside the lab's namespaces; on real hosts it is a plain TCP connection.
+Unknown or changed host keys are refused (RejectPolicy), never accepted on first sight. The
+connection is a plain TCP connection from wherever the controller runs: in the lab, the CLI has
+already placed itself in the lab's management namespace (see ``orchestrator.site``).
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ from pathlib import Path
 
 import paramiko
 
-from orchestrator.errors import LabError, SshError
-from orchestrator.netns import connect_from_netns
+from orchestrator.errors import SshError
 
 
 @dataclass(frozen=True)
@@ -25,17 +24,13 @@ class SshTarget:
     known_hosts: Path
     user: str = "root"
     port: int = 22
-    from_netns: str | None = None
 
 
 def connect(target: SshTarget, timeout: float = 10.0) -> paramiko.SSHClient:
     """An authenticated SSHClient; SshError naming the host on any failure."""
     try:
-        if target.from_netns:
-            sock = connect_from_netns(target.from_netns, target.address, target.port, timeout)
-        else:
-            sock = socket.create_connection((target.address, target.port), timeout=timeout)
-    except (OSError, LabError) as exc:
+        sock = socket.create_connection((target.address, target.port), timeout=timeout)
+    except OSError as exc:
         raise SshError(f"host {target.host}: cannot reach {target.address}:{target.port}: {exc}") from None
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.RejectPolicy())

@@ -11,16 +11,21 @@ import selectors
 import socket
 import sys
 
-from orchestrator.agent.daemon import DEFAULT_STATE
+from orchestrator.agent.paths import SOCKET
+from orchestrator.agent.protocol import AgentError, encode, reply_error
 
 
 def main() -> int:
-    path = os.environ.get("VNFCTL_AGENT_SOCKET", str(DEFAULT_STATE / "agent.sock"))
+    path = os.environ.get("VNFCTL_AGENT_SOCKET", str(SOCKET))
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         sock.connect(path)
     except OSError as exc:
-        sys.stderr.write(f"vnfctl-agent: the host agent is not running ({path}: {exc.strerror})\n")
+        # NOTE: sshd drops a subsystem's stderr, so the reason goes to the controller as the
+        # protocol's own error reply (id null: it answers whatever was asked first).
+        why = AgentError(f"the host agent is not running ({path}: {exc.strerror})")
+        sys.stdout.buffer.write(encode(reply_error(None, why)))
+        sys.stdout.flush()
         return 1
     stdin, stdout = sys.stdin.buffer.raw, sys.stdout.buffer.raw
     sel = selectors.DefaultSelector()

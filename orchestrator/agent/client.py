@@ -39,7 +39,11 @@ class AgentClient:
             chan.close()
             client.close()
 
-        return cls(target.host, chan.recv, chan.sendall, close)
+        try:
+            return cls(target.host, chan.recv, chan.sendall, close)
+        except BaseException:
+            close()
+            raise
 
     @classmethod
     def over_unix(cls, host: str, path: Path, timeout: float = 30.0) -> "AgentClient":
@@ -63,7 +67,15 @@ class AgentClient:
         except (OSError, socket.timeout) as exc:
             raise AgentError(f"host {self.host}: agent '{op}': {exc}") from None
         line, self._buf = self._buf.split(b"\n", 1)
-        reply = json.loads(line)
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            raise ProtocolError(f"host {self.host}: the agent's reply to '{op}' is not JSON") from None
+        if not isinstance(reply, dict):
+            raise ProtocolError(f"host {self.host}: the agent's reply to '{op}' is not a JSON object")
+        if reply.get("id") is None and not reply.get("ok"):
+            err = reply.get("error") or {}
+            raise error_class(err.get("kind", ""))(f"host {self.host}: {err.get('message', 'agent error')}")
         if reply.get("id") != msg_id:
             raise ProtocolError(f"host {self.host}: reply for request {reply.get('id')}, expected {msg_id}")
         if not reply.get("ok"):

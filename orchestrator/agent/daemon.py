@@ -2,7 +2,8 @@
 
 A long-lived daemon (DPs and CP relays must outlive any one controller connection) listening on
 a root-only unix socket; the controller reaches it over SSH through the ``vnfctl-agent``
-subsystem (see ``bridge.py``). It runs only the operations in ``Agent.OPS``.
+subsystem (see ``bridge.py``). It runs only the operations in ``Agent.OPS``. Its configuration
+(``/etc/vnfctl/agent.yaml``) is written by the host bring-up (``bringup.py``).
 """
 
 from __future__ import annotations
@@ -22,15 +23,25 @@ import psutil
 import yaml
 
 from orchestrator.agent import dp as dpproc
+from orchestrator.agent import paths
 from orchestrator.agent.cores import cores_to_mask
+from orchestrator.agent.launch import dp_argv
 from orchestrator.agent.protocol import (PROTOCOL_VERSION, AgentError, ProtocolError, encode, parse_request,
                                          reply_error, reply_ok)
 from orchestrator.agent.relay import CpRelay
 from orchestrator.agent.tables import HostTables
 from orchestrator.errors import VnfctlError
 
-DEFAULT_STATE = Path("/var/lib/vnfctl/agent")
 CHANNEL_DIR = "/var/lib/libvirt/qemu/channel/vnfctl"
+
+
+def agent_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("vnfctl")
+    except Exception:  # noqa: BLE001 - not installed as a distribution: say so
+        return "unknown"
 
 
 @dataclass(frozen=True)
@@ -40,13 +51,16 @@ class AgentConfig:
     dp_cores: list[int]
     data_interface: str
     store_url: str
+    trusted_store_keys: tuple[str, ...] = ()
+    image_dir: Path = paths.IMAGE_DIR
     shm_dir: Path = Path("/dev/shm")
 
     @classmethod
-    def load(cls, state_dir: Path) -> "AgentConfig":
-        doc = yaml.safe_load((state_dir / "agent.yaml").read_text())
-        return cls(doc["host"], state_dir, list(doc["dp_cores"]), doc["data_interface"], doc["store_url"],
-                   Path(doc.get("shm_dir", "/dev/shm")))
+    def load(cls, path: Path) -> "AgentConfig":
+        doc = yaml.safe_load(path.read_text())
+        return cls(doc["host"], Path(doc.get("state_dir", paths.STATE_DIR)), [int(c) for c in doc["dp_cores"]],
+                   doc["data_interface"], doc["store_url"], tuple(doc.get("trusted_store_keys") or ()),
+                   Path(doc.get("image_dir", paths.IMAGE_DIR)), Path(doc.get("shm_dir", "/dev/shm")))
 
 
 def _need(args: dict, *keys: str) -> list:
@@ -65,12 +79,17 @@ def dp_mac(host: str, dp: str) -> str:
 
 
 class Agent:
-    OPS = ("hello", "cores", "tables", "load", "fetch_program", "start_dp", "stop_dp", "dp_status",
+    OPS = ("hello", "host_facts", "cores", "tables", "load", "fetch_program", "fetch_image", "check_store",
+           "start_dp", "stop_dp", "dp_status",
            "activate_dp", "deactivate_dp", "announce_dp", "seed_table",
            "register_cp", "unregister_cp", "cp_report", "cp_table")
 
     def __init__(self, config: AgentConfig):
+        from orchestrator.store.signing import parse_public_key
+
         self.config = config
+        # The store keys this host trusts: a manifest not signed by one of them is never used.
+        self.trusted = [parse_public_key(k) for k in config.trusted_store_keys]
         self.lock = threading.RLock()
         self.tables = HostTables.load(config.state_dir / "tables.json", config.dp_cores)
         self.relays: dict[str, CpRelay] = {}
@@ -87,7 +106,23 @@ class Agent:
 
     # -- operations -------------------------------------------------------------------------
     def op_hello(self, args: dict) -> dict:
-        return {"proto": PROTOCOL_VERSION, "host": self.config.host, "pid": os.getpid(), "ops": list(self.OPS)}
+        return {"proto": PROTOCOL_VERSION, "host": self.config.host, "pid": os.getpid(), "ops": list(self.OPS),
+                "version": agent_version()}
+
+    def op_host_facts(self, args: dict) -> dict:
+        """What the controller decides about this host from: the accelerator facts read here (never
+        the controller's own), the DP's interface, the machine."""
+        from orchestrator.virt.accel import probe_facts
+
+        iface = Path("/sys/class/net") / self.config.data_interface
+        try:
+            operstate = (iface / "operstate").read_text().strip()
+        except OSError:
+            operstate = None
+        return {"host": self.config.host, "accel_facts": probe_facts().to_dict(), "kernel": os.uname().release,
+                "cpus": len(os.sched_getaffinity(0)), "agent_version": agent_version(),
+                "data_interface": {"name": self.config.data_interface, "present": iface.exists(),
+                                   "operstate": operstate}}
 
     def op_cores(self, args: dict) -> dict:
         with self.lock:
@@ -106,14 +141,31 @@ class Agent:
                 "free_cores": len(self.tables.cores.free)}
 
     def _fetch(self, program: dict):
-        from orchestrator.store.client import fetch
+        from orchestrator.store.client import fetch_program
 
         name, version = _need(program, "name", "version")
-        return fetch(self.config.store_url, name, version, self.config.state_dir / "programs")
+        return fetch_program(self.config.store_url, name, version, self.config.state_dir / "programs", self.trusted)
 
     def op_fetch_program(self, args: dict) -> dict:
+        """Fetch a DP program (signature checked before any byte of it is downloaded, then its hash)."""
         manifest, path = self._fetch(args)
         return {"name": manifest.name, "version": manifest.version, "sha256": manifest.sha256, "path": str(path)}
+
+    def op_fetch_image(self, args: dict) -> dict:
+        """Fetch a CP guest image into this host's image directory: the same content-addressed
+        paths on every host, so a migrating guest's XML names files that exist on the target."""
+        from orchestrator.store.client import fetch_image
+
+        name, version = _need(args, "name", "version")
+        manifest, files = fetch_image(self.config.store_url, name, version, self.config.image_dir, self.trusted)
+        return {"name": manifest.name, "version": manifest.version, "kernel": str(files["kernel"]),
+                "initrd": str(files["initrd"])}
+
+    def op_check_store(self, args: dict) -> dict:
+        """Is the store reachable from here, signing with a key this host trusts?"""
+        from orchestrator.store.client import check_store
+
+        return check_store(self.config.store_url, self.trusted)
 
     def op_start_dp(self, args: dict) -> dict:
         function, cp, dp, program, count, ip = _need(args, "function", "cp", "dp", "program", "cores", "ip")
@@ -131,10 +183,11 @@ class Agent:
                 manifest, path = self._fetch(program)
                 self._open_writer(cp, shm)
                 mac = args.get("mac") or dp_mac(self.config.host, dp)
-                argv = dpproc.render_argv(manifest.argv(str(path), cores_to_mask(cores), iface=iface, ip=ip,
-                                                        mac=mac, policy_shm=str(shm), stats=str(stats), name=dp))
-                if args.get("standby"):
-                    argv.append("--standby")
+                values = {"iface": iface, "ip": ip, "mac": mac, "policy_shm": str(shm), "stats": str(stats),
+                          "name": dp}
+                if args.get("port") is not None:
+                    values["port"] = str(int(args["port"]))
+                argv = dp_argv(manifest.launch, str(path), cores, values, {"standby"} if args.get("standby") else set())
                 stats.unlink(missing_ok=True)
                 pid = dpproc.launch(argv, cores, self.config.state_dir / "dp" / f"{dp}.log", dp)
             except BaseException:
@@ -322,14 +375,16 @@ class AgentServer(socketserver.ThreadingUnixStreamServer):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="vnfctl-agent")
-    p.add_argument("--state", default=str(DEFAULT_STATE), help="state directory (agent.yaml, tables)")
+    p.add_argument("--config", default=str(paths.CONFIG), help=f"configuration (default {paths.CONFIG})")
     args = p.parse_args(argv)
-    state = Path(args.state)
     try:
-        agent = Agent(AgentConfig.load(state))
-    except (OSError, KeyError, ValueError) as exc:
-        print(f"vnfctl-agent: error: cannot load {state / 'agent.yaml'}: {exc}", file=sys.stderr)
+        config = AgentConfig.load(Path(args.config))
+        config.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        agent = Agent(config)
+    except (OSError, KeyError, ValueError, TypeError, yaml.YAMLError, VnfctlError) as exc:
+        print(f"vnfctl-agent: error: cannot load {args.config}: {exc}", file=sys.stderr)
         return 2
+    state = config.state_dir
     server = AgentServer(state / "agent.sock", agent)
     (state / "agent.pid").write_text(str(os.getpid()))
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())

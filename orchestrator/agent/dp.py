@@ -10,18 +10,12 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import psutil
 
 from orchestrator.agent.protocol import AgentError
-
-
-def render_argv(run: list[str]) -> list[str]:
-    """The manifest says ``python3``; on a host the agent's own interpreter is the one we know."""
-    return [sys.executable if w in ("python3", "python") else w for w in run]
 
 
 def launch(argv: list[str], cores: list[int], log: Path, dp: str, settle_s: float = 0.3) -> int:

@@ -1,4 +1,5 @@
-"""The controller's commands: deploy, undeploy, migrate, rebalance, status, list, hosts, policy."""
+"""The controller's commands: deploy, undeploy, migrate, rebalance, status, list, hosts, policy,
+site check."""
 
 from __future__ import annotations
 
@@ -12,14 +13,16 @@ from orchestrator.controller import placement
 from orchestrator.controller.controller import Controller
 from orchestrator.controller.inventory import load_functions
 from orchestrator.controller.migration import HANDOVERS, MigrationReport, migrate_function
-from orchestrator.errors import InputError
+from orchestrator.errors import InputError, VnfctlError
 from orchestrator.virt.libvirt_host import MigrationOptions
 
 
 def _controller(args) -> Controller:
-    if getattr(args, "inventory", None):
-        return Controller.from_files(args.inventory, args.db)
-    return Controller.for_lab(args.lab)
+    """The site the command acts on; for a lab, this process moves into its management
+    namespaces first (see ``orchestrator.site``)."""
+    from orchestrator.site import open_site
+
+    return open_site(lab=args.lab, inventory=getattr(args, "inventory", None), db=getattr(args, "db", None))
 
 
 def _functions_file(args) -> str:
@@ -219,23 +222,30 @@ def cmd_hosts(args, emit, out, progress) -> int:
                 agent = ctl.agent(h.name)
                 load = agent.call("load", interval_s=0.1)
                 cores = agent.call("cores")
-                entry.update(agent="up", cores_offered=cores["offered"], cores_free=cores["free"],
-                             free_mask=cores["free_mask"], loadavg=load["loadavg"], cpu_percent=load["cpu_percent"],
-                             dps=load["dps"], cps=load["cps"])
-            except Exception as exc:  # noqa: BLE001 - a host that is down is reported, not fatal
+                entry.update(agent="up", agent_version=agent.info.get("version"), cores_offered=cores["offered"],
+                             cores_free=cores["free"], free_mask=cores["free_mask"], loadavg=load["loadavg"],
+                             cpu_percent=load["cpu_percent"], dps=load["dps"], cps=load["cps"])
+            except VnfctlError as exc:  # a host that is down is reported, not fatal
                 entry.update(agent=f"down: {exc}")
+            try:
+                choice = ctl.accel(h.name)
+                entry.update(accel=choice.accel, accel_reason=choice.reason)
+            except VnfctlError as exc:
+                entry.update(accel=None, accel_reason=f"unknown: {exc}")
             docs.append(entry)
     finally:
         ctl.close()
 
     def render(ds):
-        t = Table("host", "router", "address", "agent", "dp cores free", "load 1m", "cps", "dps", box=None,
+        t = Table("host", "router", "address", "agent", "accel", "dp cores free", "load 1m", "cps", "dps", box=None,
                   header_style="bold")
         for d in ds:
-            t.add_row(d["host"], d["router"], d["address"], d["agent"],
+            t.add_row(d["host"], d["router"], d["address"], d["agent"], d["accel"] or "?",
                       f"{d.get('cores_free')} of {d.get('cores_offered')}", f"{(d.get('loadavg') or [0])[0]:.2f}",
                       str(d.get("cps", "-")), str(d.get("dps", "-")))
         out.print(t)
+        for d in ds:
+            out.print(f"  accel {d['host']}: {d['accel'] or 'unknown'} because {d['accel_reason']}", highlight=False)
 
     emit(args, docs, render)
     return 0
@@ -258,6 +268,27 @@ def cmd_policy(args, emit, out, progress) -> int:
                                         f"rate {d['table']['rate_pps']} pps (burst {d['table']['burst']}), "
                                         f"reply {d['table']['reply']!r}", highlight=False))
     return 0
+
+
+def cmd_site_check(args, emit, out, progress) -> int:
+    from orchestrator.controller.sitecheck import site_check
+
+    ctl = _controller(args)
+    try:
+        verdicts = site_check(ctl)
+    finally:
+        ctl.close()
+    failed = [v for v in verdicts if not v.ok]
+    doc = {"ok": not failed, "checks": [v.as_json() for v in verdicts]}
+
+    def render(d):
+        for v in d["checks"]:
+            mark = "[green]PASS[/green]" if v["ok"] else "[red]FAIL[/red]"
+            out.print(f"{v['scope']:<10} {v['check']:<11}: {mark}  {v['detail']}", highlight=False)
+        out.print(f"{len(d['checks']) - len(failed)} of {len(d['checks'])} checks passed", highlight=False)
+
+    emit(args, doc, render)
+    return 0 if not failed else 17
 
 
 def add_controller_parsers(sub, wrap) -> None:
@@ -298,7 +329,10 @@ def add_controller_parsers(sub, wrap) -> None:
     s.add_argument("function", nargs="?")
     target(s, cmd_status)
     target(sub.add_parser("list", help="deployed functions"), cmd_list)
-    target(sub.add_parser("hosts", help="hosts, their free cores and load"), cmd_hosts)
+    target(sub.add_parser("hosts", help="hosts, their accelerator, free cores and load"), cmd_hosts)
+    site = sub.add_parser("site", help="the site as a whole").add_subparsers(dest="sitecmd", required=True)
+    target(site.add_parser("check", help="preflight every host and router (SSH, agent, libvirt, accel, store)"),
+           cmd_site_check)
     p = sub.add_parser("policy", help="a function's policy at the control server").add_subparsers(
         dest="policycmd", required=True)
     ps = p.add_parser("show")

@@ -1,5 +1,6 @@
-"""The controller's context: inventory, state, and doors to hosts (agent over SSH, libvirt) and
-routers. One object per CLI invocation; agent connections are opened once and reused."""
+"""The controller's context: inventory, state, and doors to hosts (agent over SSH, libvirt over
+SSH) and routers. One object per CLI invocation; agent and libvirt connections are opened once
+per host and reused."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ from orchestrator.controller import http
 from orchestrator.controller.inventory import FunctionSpec, HostEntry, Inventory, load_inventory
 from orchestrator.controller.network import NetnsRouter, routers_of
 from orchestrator.controller.state import State
-from orchestrator.errors import InputError, VnfctlError
-from orchestrator.virt.accel import choose_accel, probe_facts
+from orchestrator.errors import InputError, SshError, VnfctlError
+from orchestrator.virt.accel import AccelChoice, KvmFacts, choose_accel, requested_accel
 from orchestrator.virt.domain import CpGuestSpec, mac_for
+from orchestrator.virt.libvirt_host import Hypervisor
+from orchestrator.virt.pinned_ssh import ensure_wrapper, pinned_uri
 
 
 class Controller:
@@ -21,16 +24,8 @@ class Controller:
         self.inventory, self.state = inventory, state
         self.routers: dict[str, NetnsRouter] = routers_of(inventory)
         self._agents: dict[str, AgentClient] = {}
-
-    @classmethod
-    def for_lab(cls, lab_name: str | None = None) -> "Controller":
-        from orchestrator.errors import LabNotUp
-        from orchestrator.lab.lab import open_lab
-
-        lab = open_lab(lab_name)
-        if not lab.is_up() or not lab.inventory_file.exists():
-            raise LabNotUp(f"lab '{lab.name}' is not up: run 'vnfctl lab up' first")
-        return cls(load_inventory(lab.inventory_file), State(lab.state_dir / "controller.db"))
+        self._hypervisors: dict[str, Hypervisor] = {}
+        self._accel: dict[str, AccelChoice] = {}
 
     @classmethod
     def from_files(cls, inventory: str, db: str) -> "Controller":
@@ -43,6 +38,9 @@ class Controller:
             except Exception:  # noqa: BLE001 - closing is best effort
                 pass
         self._agents.clear()
+        for hv in self._hypervisors.values():
+            hv.close()
+        self._hypervisors.clear()
         self.state.close()
 
     # -- doors ------------------------------------------------------------------------------
@@ -59,11 +57,47 @@ class Controller:
         if client:
             client.close()
 
+    def libvirt_uri(self, host: str) -> str:
+        """The URI to reach ``host``'s libvirtd with: over SSH, its host key pinned to the
+        inventory's known_hosts as the agent's is."""
+        entry = self.host(host)
+        if not entry.ssh.known_hosts.is_file():
+            raise SshError(f"host {host}: known_hosts {entry.ssh.known_hosts} is missing")
+        wrapper = ensure_wrapper(self.state.path.parent / "ssh-pinned", entry.ssh.known_hosts)
+        return pinned_uri(entry.libvirt_uri, wrapper)
+
+    def hypervisor(self, host: str) -> Hypervisor:
+        """The host's libvirtd, one connection per command."""
+        if host not in self._hypervisors:
+            self._hypervisors[host] = Hypervisor(self.libvirt_uri(host), host)
+        return self._hypervisors[host]
+
+    def accel(self, host: str) -> AccelChoice:
+        """KVM or TCG for guests on ``host``, decided from that host's own facts: its agent's
+        probe (CPU flags, KVM modules, /dev/kvm) and its libvirt's domain capabilities."""
+        if host not in self._accel:
+            requested = requested_accel(self.host(host).accel)
+            facts = KvmFacts.from_dict(self.agent(host).call("host_facts")["accel_facts"])
+            if choose_accel(requested, facts).accel == "kvm":
+                # NOTE: libvirt is asked only where the host's own facts allow KVM: probing a
+                # QEMU for KVM on a host that cannot run it is slow and tells nothing more.
+                libvirt_kvm, _why = self.hypervisor(host).supports("kvm")
+                facts = KvmFacts(facts.cpu_flags, facts.modules, facts.dev_kvm_usable, libvirt_kvm)
+            self._accel[host] = choose_accel(requested, facts)
+        return self._accel[host]
+
+    def image_on(self, host: str, spec: FunctionSpec) -> dict:
+        """The function's CP image on ``host``: the agent fetches it from the store (signature and
+        hashes verified) into its image directory; returns the paths it reported."""
+        if not spec.image:
+            raise InputError(f"function {spec.name}: its spec names no CP image (cp: image: NAME@VERSION)")
+        return self.agent(host).call("fetch_image", name=spec.image_name, version=spec.image_version)
+
     def router_of(self, host: str) -> NetnsRouter:
         return self.routers[self.host(host).router]
 
     def http(self, method: str, url: str, body=None):
-        return http.call(method, url, body, from_netns=self.inventory.controller_netns)
+        return http.call(method, url, body)
 
     # -- CP guests --------------------------------------------------------------------------
     def allocate_cp_ip(self) -> str:
@@ -75,15 +109,17 @@ class Controller:
         raise VnfctlError(f"no free CP address left in {net}")
 
     def cp_guest(self, spec: FunctionSpec, host: str, cp_ip: str) -> CpGuestSpec:
-        from images.builder import build_cp_image
+        """The CP guest's definition for ``host``: the image files as that host's agent reported
+        them, the accelerator chosen from that host's facts."""
+        from images.builder import guest_cmdline
 
-        image = build_cp_image()
+        image = self.image_on(host, spec)
         net = ipaddress.IPv4Network(self.inventory.guest_network)
-        accel = choose_accel(self.host(host).accel, probe_facts())
-        cmdline = image.cmdline(f"{cp_ip}/{net.prefixlen}", self.inventory.guest_gateway, spec.vm,
+        accel = self.accel(host)
+        cmdline = guest_cmdline(f"{cp_ip}/{net.prefixlen}", self.inventory.guest_gateway, spec.vm,
                                 {"control": self.inventory.control_url, "function": spec.name})
-        return CpGuestSpec(name=spec.vm, domain_type=accel.domain_type, kernel=str(image.kernel),
-                           initrd=str(image.initrd), cmdline=cmdline, memory_mib=spec.memory_mib,
+        return CpGuestSpec(name=spec.vm, domain_type=accel.domain_type, kernel=image["kernel"],
+                           initrd=image["initrd"], cmdline=cmdline, memory_mib=spec.memory_mib,
                            vcpus=spec.vcpus, mac=mac_for(spec.vm),
                            console_log=f"/var/log/libvirt/qemu/{spec.vm}-console.log")
 

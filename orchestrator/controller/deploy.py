@@ -16,7 +16,6 @@ from orchestrator.controller.inventory import FunctionSpec
 from orchestrator.controller.network import plan_function_routes
 from orchestrator.controller.steps import Runner, Step
 from orchestrator.errors import InputError, VnfctlError
-from orchestrator.virt import libvirt_host
 from orchestrator.virt.domain import domain_xml
 
 
@@ -59,6 +58,7 @@ def deploy(ctl: Controller, spec: FunctionSpec, host: str, progress=lambda msg: 
     entry = ctl.host(host)
     router = ctl.router_of(host)
     agent = ctl.agent(host)
+    hv = ctl.hypervisor(host)
     cp_ip = ctl.allocate_cp_ip()
     out: dict = {"function": spec.name, "host": host, "router": entry.router, "cp_ip": cp_ip}
     policy_version: list[int | None] = [None]
@@ -71,9 +71,12 @@ def deploy(ctl: Controller, spec: FunctionSpec, host: str, progress=lambda msg: 
             if other["ip"] == spec.service_ip:
                 raise InputError(f"service IP {spec.service_ip} is already used by {other['function']}")
         program_manifest(ctl, spec)
-        if libvirt_host.guest_running(entry.libvirt_uri, spec.vm):
+        if hv.guest_running(spec.vm):
             raise DeployError(f"a guest named {spec.vm} already runs on {host}")
-        return f"{len(free)} free cores, program {spec.program} in store"
+        image = ctl.image_on(host, spec)
+        accel = ctl.accel(host)
+        return (f"{len(free)} free cores, program {spec.program} in store, image {spec.image} at "
+                f"{image['kernel'].rsplit('/', 1)[0]}, {accel.accel} ({accel.reason})")
 
     def put_policy():
         url = f"{ctl.inventory.control_url}/v1/policy/{spec.name}"
@@ -94,7 +97,7 @@ def deploy(ctl: Controller, spec: FunctionSpec, host: str, progress=lambda msg: 
         nonlocal guest
         progress(f"booting CP {spec.vm} on {host}")
         guest = ctl.cp_guest(spec, host, cp_ip)
-        libvirt_host.start_guest(entry.libvirt_uri, domain_xml(guest), spec.vm)
+        hv.start_guest(domain_xml(guest), spec.vm)
         return f"{guest.domain_type}, {spec.vcpus} vCPU, {spec.memory_mib} MiB, {cp_ip}"
 
     def register_cp():
@@ -139,7 +142,7 @@ def deploy(ctl: Controller, spec: FunctionSpec, host: str, progress=lambda msg: 
     records = runner.run([
         Step("precheck", precheck),
         Step("policy", put_policy),
-        Step("boot_cp", boot_cp, lambda: libvirt_host.destroy_guest(entry.libvirt_uri, spec.vm)),
+        Step("boot_cp", boot_cp, lambda: hv.destroy_guest(spec.vm)),
         Step("register_cp", register_cp, lambda: agent.call("unregister_cp", vm=spec.vm)),
         Step("start_dp", start_dp, lambda: agent.call("stop_dp", dp=spec.dp, deadline_s=1.0)),
         Step("routes", routes, unroute),
@@ -154,12 +157,11 @@ def deploy(ctl: Controller, spec: FunctionSpec, host: str, progress=lambda msg: 
 def undeploy(ctl: Controller, name: str, progress=lambda msg: None) -> dict:
     spec, placement = ctl.require_function(name)
     host = placement["host"]
-    entry = ctl.host(host)
     agent = ctl.agent(host)
     progress(f"stopping {name} on {host}")
     stopped = agent.call("stop_dp", dp=spec.dp, deadline_s=2.0)
     agent.call("unregister_cp", vm=spec.vm)
-    libvirt_host.destroy_guest(entry.libvirt_uri, spec.vm)
+    ctl.hypervisor(host).destroy_guest(spec.vm)
     for r in ctl.routers.values():
         r.remove_route(spec.service_ip)
         r.remove_steering(spec.name)

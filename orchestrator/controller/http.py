@@ -1,15 +1,12 @@
-"""Small JSON-over-HTTP calls from the controller (control server, program store), starting in
-the lab's ``mgmt`` namespace when the inventory says so (lab addresses exist only there)."""
+"""Small JSON-over-HTTP calls from the controller (control server, program store)."""
 
 from __future__ import annotations
 
 import http.client
 import json
-import socket
 from urllib.parse import urlsplit
 
 from orchestrator.errors import VnfctlError
-from orchestrator.netns import connect_from_netns
 
 
 class HttpError(VnfctlError):
@@ -20,22 +17,10 @@ class HttpError(VnfctlError):
         self.status = status
 
 
-class _Conn(http.client.HTTPConnection):
-    def __init__(self, host, port, from_netns, timeout):
-        super().__init__(host, port, timeout=timeout)
-        self.from_netns = from_netns
-
-    def connect(self):
-        if self.from_netns:
-            self.sock = connect_from_netns(self.from_netns, self.host, self.port, self.timeout)
-        else:
-            self.sock = socket.create_connection((self.host, self.port), self.timeout)
-
-
-def call(method: str, url: str, body=None, from_netns: str | None = None, timeout: float = 10.0):
+def call(method: str, url: str, body=None, timeout: float = 10.0):
     """JSON in, JSON out; HttpError with one line on anything but 2xx."""
     parts = urlsplit(url)
-    conn = _Conn(parts.hostname, parts.port or 80, from_netns, timeout)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port or 80, timeout=timeout)
     try:
         data = json.dumps(body).encode() if body is not None else None
         conn.request(method, parts.path or "/", body=data, headers={"Content-Type": "application/json"})

@@ -1,27 +1,29 @@
 """Inventory (hosts, routers) and function specs, from YAML, validated with clear errors.
 
-The lab writes its own inventory in this format; real lab hosts use the same one with
-``qemu+ssh://`` libvirt URIs and plain SSH addresses.
+The lab writes its own inventory in this format, and real sites use the same one: hosts are
+reached over SSH with pinned host keys, libvirt included (``qemu+ssh://``, its host key checked
+against the same ``ssh.known_hosts``; the URI is built from the ``ssh`` entry when
+``libvirt_uri`` is left out).
 
     store_url: http://10.10.5.2:8780
     control_url: http://10.10.4.2:8080
     guest_network: 10.20.0.0/24                 # CP guests; its .1 is the gateway on every host
-    controller_netns: vnf-mgmt                  # lab only: the namespace the controller connects from
     hosts:
       - name: a
         router: r1
-        libvirt_uri: qemu+ssh://root@10.0.0.11/system
-        migration_address: 10.10.1.11          # default: ssh.address
         ssh: {address: 10.10.1.11, user: root, key: ~/.ssh/id_ed25519, known_hosts: ~/.ssh/known_hosts}
+        libvirt_uri: qemu+ssh://root@10.10.1.11/system?keyfile=/root/.ssh/id_ed25519&no_tty=1
+        migration_address: 10.10.1.11          # default: ssh.address
         dp_cores: [8, 9, 10, 11]
         data_interface: ens2f1
+        accel: auto                            # auto | kvm | tcg (VNFCTL_ACCEL overrides)
     routers:
       - {name: r1, netns: vnf-r1, data_bridge: data, peers: {r2: 10.10.0.2}}
 
     functions:                                  # a function spec file
       - name: fa
         service_ip: 10.40.0.10
-        cp: {vcpus: 1, memory_mib: 256}
+        cp: {image: cp-guest@0123456789abcdef, vcpus: 1, memory_mib: 256}
         dp: {program: dpdk_stub@1.0.0, cores: 1, port: 7777}
         steering: {mark: 0x10}                  # optional
         policy: {allow: [10.10.3.0/24], rate_pps: 1000, reply: pong}
@@ -33,11 +35,14 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
 
 import yaml
 
+from orchestrator.controller.policy import validate_table
 from orchestrator.errors import InputError
 from orchestrator.ssh import SshTarget
+from orchestrator.virt.accel import ACCELS
 
 NAME = re.compile(r"^[a-z][a-z0-9-]{0,15}$")
 PROGRAM = re.compile(r"^([A-Za-z0-9._-]+)@([A-Za-z0-9._-]+)$")
@@ -71,7 +76,6 @@ class Inventory:
     control_url: str
     guest_network: str = "10.20.0.0/24"
     source: str = ""
-    controller_netns: str | None = None   # lab only: where the controller's connections start
 
     @property
     def guest_gateway(self) -> str:
@@ -101,6 +105,7 @@ class FunctionSpec:
     port: int = 7777
     steering_mark: int | None = None
     policy: dict | None = None
+    image: str = ""         # the CP guest image in the store, name@version
 
     @property
     def program_name(self) -> str:
@@ -109,6 +114,14 @@ class FunctionSpec:
     @property
     def program_version(self) -> str:
         return PROGRAM.match(self.program).group(2)
+
+    @property
+    def image_name(self) -> str:
+        return PROGRAM.match(self.image).group(1)
+
+    @property
+    def image_version(self) -> str:
+        return PROGRAM.match(self.image).group(2)
 
     @property
     def vm(self) -> str:
@@ -153,6 +166,39 @@ def _unique(names: list[str], what: str, source: str) -> None:
         seen.add(n)
 
 
+REMOTE_SCHEMES = ("qemu+ssh", "qemu+tls")
+
+
+def ssh_uri(target: SshTarget) -> str:
+    """libvirt over SSH with the same user and key as the agent's connection. Its host key is
+    checked against the same pinned known_hosts: the controller runs ssh through a wrapper that
+    pins it (see ``Controller.hypervisor``); ``no_tty=1`` makes ssh refuse rather than ask."""
+    port = f":{target.port}" if target.port != 22 else ""
+    return f"qemu+ssh://{target.user}@{target.address}{port}/system?keyfile={quote(str(target.key_file))}&no_tty=1"
+
+
+def check_libvirt_uri(uri, where: str) -> str:
+    """A remote libvirt URI that verifies the host: the controller never drives a host through a
+    local socket, and never with host-key checking turned off or left to someone else's ssh."""
+    if not isinstance(uri, str):
+        raise InputError(f"{where}: libvirt_uri must be a string")
+    parts = urlsplit(uri)
+    if parts.scheme == "qemu+libssh":
+        # NOTE: libvirt 9.0's libssh transport hangs, from the Python binding, on replies of a
+        # few KB (domain capabilities, domain XML): data left in libssh's buffer is never read.
+        raise InputError(f"{where}: qemu+libssh:// hangs on larger replies with libvirt-python; use qemu+ssh:// "
+                         f"(vnfctl pins its host keys to ssh.known_hosts)")
+    if parts.scheme not in REMOTE_SCHEMES or not parts.hostname:
+        raise InputError(f"{where}: libvirt_uri {uri.split('?')[0]!r} must reach the host over the network "
+                         f"(qemu+ssh://USER@HOST/system), not a local socket")
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    if query.get("no_verify") not in (None, "0"):
+        raise InputError(f"{where}: libvirt_uri sets no_verify: host keys must be verified")
+    if parts.scheme == "qemu+ssh" and "command" in query:
+        raise InputError(f"{where}: libvirt_uri sets command=: vnfctl runs ssh itself, pinned to ssh.known_hosts")
+    return uri
+
+
 def parse_inventory(doc, source: str = "<inventory>") -> Inventory:
     if not isinstance(doc, dict):
         raise InputError(f"inventory {source}: must be a mapping")
@@ -180,12 +226,18 @@ def parse_inventory(doc, source: str = "<inventory>") -> Inventory:
         cores = h.get("dp_cores", [])
         if not isinstance(cores, list) or not all(isinstance(c, int) and c >= 0 for c in cores):
             raise InputError(f"{where}: dp_cores must be a list of core numbers")
+        port = ssh.get("port", 22)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise InputError(f"{where}: ssh port must be a TCP port number")
         target = SshTarget(name, address, Path(_req(ssh, "key", f"{where} ssh")).expanduser(),
                            Path(_req(ssh, "known_hosts", f"{where} ssh")).expanduser(),
-                           ssh.get("user", "root"), int(ssh.get("port", 22)), ssh.get("from_netns"))
-        hosts.append(HostEntry(name, router, _req(h, "libvirt_uri", where), target,
-                               str(h.get("migration_address", address)), tuple(cores),
-                               _req(h, "data_interface", where), h.get("accel", "auto")))
+                           ssh.get("user", "root"), port)
+        uri = check_libvirt_uri(h["libvirt_uri"], where) if h.get("libvirt_uri") else ssh_uri(target)
+        accel = h.get("accel", "auto")
+        if accel not in ACCELS:
+            raise InputError(f"{where}: accel must be one of {', '.join(ACCELS)}, not {accel!r}")
+        hosts.append(HostEntry(name, router, uri, target, str(h.get("migration_address", address)), tuple(cores),
+                               _req(h, "data_interface", where), accel))
     if not hosts:
         raise InputError(f"inventory {source}: no hosts")
     _unique([h.name for h in hosts], "host", f"inventory {source}")
@@ -195,7 +247,7 @@ def parse_inventory(doc, source: str = "<inventory>") -> Inventory:
     except ValueError as exc:
         raise InputError(f"inventory {source}: guest_network: {exc}") from None
     return Inventory(tuple(hosts), tuple(routers), _req(doc, "store_url", f"inventory {source}"),
-                     _req(doc, "control_url", f"inventory {source}"), guest_net, source, doc.get("controller_netns"))
+                     _req(doc, "control_url", f"inventory {source}"), guest_net, source)
 
 
 def load_inventory(path: Path | str) -> Inventory:
@@ -215,7 +267,11 @@ def parse_functions(doc, source: str = "<functions>") -> list[FunctionSpec]:
             ip = str(ipaddress.IPv4Address(_req(f, "service_ip", where)))
         except ValueError as exc:
             raise InputError(f"{where}: service_ip: {exc}") from None
-        cp = f.get("cp") or {}
+        cp = _req(f, "cp", where, dict)
+        image = _req(cp, "image", f"{where} cp")
+        if not PROGRAM.match(image):
+            raise InputError(f"{where}: cp image must be NAME@VERSION of an image in the store "
+                             f"(vnfctl store build-image), not {image!r}")
         dp = _req(f, "dp", where, dict)
         program = _req(dp, "program", f"{where} dp")
         if not PROGRAM.match(program):
@@ -232,13 +288,12 @@ def parse_functions(doc, source: str = "<functions>") -> list[FunctionSpec]:
             mark = _req(steering, "mark", f"{where} steering", int)
         policy = f.get("policy")
         if policy is not None:
-            from orchestrator.lab.control_server import validate_table
-
             try:
                 policy = validate_table(policy)
             except ValueError as exc:
                 raise InputError(f"{where}: policy: {exc}") from None
-        specs.append(FunctionSpec(name, ip, vcpus, memory, program, cores, int(dp.get("port", 7777)), mark, policy))
+        specs.append(FunctionSpec(name, ip, vcpus, memory, program, cores, int(dp.get("port", 7777)), mark, policy,
+                                 image))
     _unique([s.name for s in specs], "function", f"functions {source}")
     _unique([s.service_ip for s in specs], "service_ip", f"functions {source}")
     return specs

@@ -1,6 +1,7 @@
 """Moving a whole function between hosts: the seed's sequence (figures 14-20) as undoable steps.
 
-    precheck        S11  target up, free cores and memory, program present and verified, CPU model
+    precheck        S11  target up, free cores and memory, program and CP image present and verified on
+                         the target, same accelerator, CPU model
     prepare_dp      S602 (make-before-break) the target DP fetched, verified, pinned, in standby,
                          seeded with the CP's current table
     migrate_cp      S12  live migration of the CP's guest through libvirt
@@ -29,7 +30,7 @@ from orchestrator.controller.deploy import program_manifest
 from orchestrator.controller.network import plan_function_routes
 from orchestrator.controller.steps import Runner, Step, StepRecord
 from orchestrator.errors import InputError, VnfctlError
-from orchestrator.virt import libvirt_host
+from orchestrator.virt.accel import AccelChoice
 from orchestrator.virt.channel import Report, continuity
 from orchestrator.virt.libvirt_host import MigrationOptions
 
@@ -95,6 +96,7 @@ def migrate_function(ctl: Controller, name: str, dst: str, handover: str = "make
         raise InputError(f"function {name} already runs on {dst}")
     s_entry, d_entry = ctl.host(src), ctl.host(dst)
     s_router, d_router = ctl.router_of(src), ctl.router_of(dst)
+    s_hv, d_hv = ctl.hypervisor(src), ctl.hypervisor(dst)
     report = MigrationReport(name, src, dst, handover)
     mig = ctl.state.begin_migration(name, src, dst, handover)
     report.migration_id = mig
@@ -126,12 +128,24 @@ def migrate_function(ctl: Controller, name: str, dst: str, handover: str = "make
         if len(free) < len(report.cores_before):
             raise CoreAllocationError(f"host {dst}: not enough free cores for {spec.dp}: need "
                                       f"{len(report.cores_before)}, free {len(free)}")
-        free_mem = libvirt_host.free_memory_mib(d_entry.libvirt_uri)
+        free_mem = d_hv.free_memory_mib()
         if free_mem < spec.memory_mib:
             raise MigrationPrecheckError(f"host {dst}: {free_mem} MiB free, CP needs {spec.memory_mib} MiB")
+        running = AccelChoice.name_of(s_hv.domain_type(spec.vm))
+        target = ctl.accel(dst)
+        if target.accel != running:
+            raise MigrationPrecheckError(
+                f"function {name}: its CP runs under {running} on {src}, but {dst} would run it under "
+                f"{target.accel} ({target.reason}): a live migration cannot change the accelerator")
         program_manifest(ctl, spec)
         fetched = d_agent().call("fetch_program", name=spec.program_name, version=spec.program_version)
-        compat = libvirt_host.cpu_compatible(s_entry.libvirt_uri, d_entry.libvirt_uri, spec.vm)
+        kernel, initrd = s_hv.boot_files(spec.vm)
+        image = ctl.image_on(dst, spec)
+        if (image["kernel"], image["initrd"]) != (kernel, initrd):
+            raise MigrationPrecheckError(
+                f"host {dst}: its agent keeps image {spec.image} at {image['kernel']}, {image['initrd']}, not at "
+                f"the paths the running CP booted from ({kernel}, {initrd}): configure the same image directory")
+        compat = s_hv.cpu_compatible(d_hv, spec.vm)
         if not compat[0]:
             raise MigrationPrecheckError(f"host {dst}: CPU model incompatible with the CP guest: {compat[1]}")
         table = wait_for(lambda: (t := s_agent().call("cp_table", vm=spec.vm))["version"] is not None and t, 5.0, 0.1)
@@ -143,7 +157,8 @@ def migrate_function(ctl: Controller, name: str, dst: str, handover: str = "make
         if not ctx["cp_before"]:
             raise MigrationPrecheckError(f"function {name}: CP {spec.vm} does not report on {src}, so its "
                                          f"continuity could not be checked after a move")
-        return f"{len(free)} free cores, {free_mem} MiB free, program sha256 {fetched['sha256'][:12]} verified"
+        return (f"{len(free)} free cores, {free_mem} MiB free, program sha256 {fetched['sha256'][:12]} and image "
+                f"{spec.image} verified on {dst}, {target.accel} on both")
 
     # -- S602 prepare the target DP (make-before-break) ------------------------------------------
     def start_target_dp(standby: bool):
@@ -167,8 +182,7 @@ def migrate_function(ctl: Controller, name: str, dst: str, handover: str = "make
     # -- S12 live-migrate the CP ------------------------------------------------------------------
     def migrate_cp():
         progress(f"live-migrating CP {spec.vm} {src} -> {dst}")
-        result = libvirt_host.migrate(s_entry.libvirt_uri, d_entry.libvirt_uri, spec.vm, d_entry.migration_address,
-                                      options, on_progress=on_job)
+        result = s_hv.migrate(d_hv, spec.vm, d_entry.migration_address, options, on_progress=on_job)
         ctx["cp_done_at"] = time.time()
         report.cp_downtime_ms, report.cp_postcopy = result.downtime_ms, result.postcopy
         if result.postcopy:
@@ -177,8 +191,8 @@ def migrate_function(ctl: Controller, name: str, dst: str, handover: str = "make
             else f"{result.total_ms:.0f} ms"
 
     def migrate_cp_back():
-        if libvirt_host.guest_running(d_entry.libvirt_uri, spec.vm):
-            libvirt_host.migrate(d_entry.libvirt_uri, s_entry.libvirt_uri, spec.vm, s_entry.migration_address)
+        if d_hv.guest_running(spec.vm):
+            d_hv.migrate(s_hv, spec.vm, s_entry.migration_address)
 
     # -- S14-S16 hand the DP over ---------------------------------------------------------------
     def handover_dp():

@@ -9,6 +9,7 @@ door to a router (``NetnsRouter``) is the only place that touches a router's tab
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 from collections import deque
 from dataclasses import dataclass
@@ -59,7 +60,11 @@ class NetnsRouter:
         self.entry = entry
 
     def _ns(self) -> NetNS:
-        return NetNS(self.entry.netns)
+        # NOTE: flags=0: pyroute2 would otherwise create a missing namespace (O_CREAT) and the
+        # router would look reachable and empty.
+        if not os.path.exists(f"/run/netns/{self.entry.netns}"):
+            raise NetworkError(f"router {self.entry.name}: its namespace {self.entry.netns} does not exist")
+        return NetNS(self.entry.netns, flags=0)
 
     def set_route(self, ip: str, spec: RouteSpec) -> None:
         with self._ns() as ns:
@@ -91,6 +96,21 @@ class NetnsRouter:
                     link = ns.get_links(r.get("oif"))[0]
                     return RouteSpec(dev=link.get("ifname"))
         return None
+
+    def forwarding_table(self) -> list[str]:
+        """Every IPv4 route of the router's main table, as 'DST/LEN via GW' or 'DST/LEN dev IF'."""
+        try:
+            with self._ns() as ns:
+                links = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ns.get_links()}
+                out = []
+                for r in ns.get_routes(family=2, table=254):
+                    dst = f"{r.get('dst') or '0.0.0.0'}/{r['dst_len']}"
+                    out.append(f"{dst} via {r.get('gateway')}" if r.get("gateway") else
+                               f"{dst} dev {links.get(r.get('oif'), '?')}")
+                return out
+        except (OSError, NetlinkError) as exc:
+            raise NetworkError(f"router {self.entry.name}: cannot read its forwarding table "
+                               f"(netns {self.entry.netns}): {exc}") from None
 
     def neighbour_mac(self, ip: str) -> str | None:
         """The MAC this router's ARP cache holds for ``ip`` (None when it has no usable entry)."""

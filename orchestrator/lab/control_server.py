@@ -12,7 +12,6 @@ function and bumps the table's version on every change; CP agents poll it, opera
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import json
 import os
 import re
@@ -21,29 +20,12 @@ import threading
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
+from orchestrator.controller.policy import validate_table
 from orchestrator.httpjson import JsonHandler
 
+__all__ = ["PolicyBook", "validate_table"]
+
 NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-
-
-def validate_table(table) -> dict:
-    """Pure: a policy table as the DP understands it, or ValueError naming what is wrong."""
-    if not isinstance(table, dict):
-        raise ValueError("a policy table must be a JSON object")
-    allow = table.get("allow", [])
-    if not isinstance(allow, list):
-        raise ValueError("'allow' must be a list of IPv4 prefixes")
-    for prefix in allow:
-        ipaddress.IPv4Network(str(prefix), strict=False)
-    rate = table.get("rate_pps", 0)
-    burst = table.get("burst", rate)
-    if not isinstance(rate, (int, float)) or rate < 0 or not isinstance(burst, (int, float)) or burst < 0:
-        raise ValueError("'rate_pps' and 'burst' must be non-negative numbers")
-    reply = table.get("reply", "ok")
-    if not isinstance(reply, str) or len(reply) > 512:
-        raise ValueError("'reply' must be a string of at most 512 characters")
-    return {"allow": [str(ipaddress.IPv4Network(str(p), strict=False)) for p in allow],
-            "rate_pps": rate, "burst": burst, "reply": reply}
 
 
 class PolicyBook:

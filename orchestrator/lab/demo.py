@@ -49,9 +49,11 @@ class Probe:
 
 def run_demo(lab: Lab, handovers: list[str], rate: float = 200.0, progress=lambda m: None,
              path: list[str] | None = None) -> list[dict]:
+    from orchestrator.site import open_site
+
     progress("lab up")
     lab.up(progress)
-    ctl = Controller.for_lab(lab.name)
+    ctl = open_site(lab=lab.name)     # from here on, this process is the controller in mgmt
     try:
         spec = next(s for s in load_functions(lab.functions_file) if s.name == FUNCTION)
         path = path or ["a", "b", "c"]

@@ -1,32 +1,46 @@
-"""One lab host: its directories, its private mount namespace, its libvirtd and its sshd.
+"""One lab host: its directories, its private mount namespace, its libvirtd and its sshd, and its
+bring-up with the same code a real host uses.
 
-A lab host stands for a real server: libvirtd with its own host_uuid and state, sshd on its
-fabric address taking only the lab key. Its /etc/libvirt, /run/libvirt, /var/lib/libvirt,
-/var/log/libvirt and /var/cache/libvirt are bind mounts of its own directories inside its own
-mount namespace, so several libvirtd daemons run side by side on one machine.
+A lab host stands for a real server. In its own mount namespace every directory the project or
+its daemons keep on a host is the host's own (a bind mount of a directory of this lab host):
+/run, /etc/libvirt, /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt, /etc/ssh,
+/root/.ssh, /etc/vnfctl, /var/lib/vnfctl, /var/cache/vnfctl, /tmp, and a /dev/shm tmpfs. So
+nothing the controller keeps (its state under /var/lib/vnfctl/labs, its image cache under
+/var/cache/vnfctl, the store) is visible on a host, and a host reaches the controller's files
+only as a real one would: over HTTP from the store. The host agent is brought up inside those
+namespaces by ``orchestrator.agent.bringup``, exactly as on a real host.
 """
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
+from orchestrator.agent import paths as agent_paths
+from orchestrator.errors import LabError
 from orchestrator.lab import procs
 from orchestrator.lab.topology import Host
 
-LIBVIRT_DIRS = {
-    "/etc/libvirt": "etc",
-    "/run/libvirt": "run",
-    "/var/lib/libvirt": "lib",
-    "/var/log/libvirt": "log",
-    "/var/cache/libvirt": "cache",
+# Target on the host -> this lab host's own directory (relative to its root), in mount order.
+# NOTE: /var/lib/vnfctl comes last: it covers the lab's state directory (where every host's
+# own directories live), so every other bind must be made before it.
+HOST_DIRS = {
+    "/run": "run",
+    "/etc/libvirt": "etc-libvirt",
+    "/var/lib/libvirt": "lib-libvirt",
+    "/var/log/libvirt": "log-libvirt",
+    "/var/cache/libvirt": "cache-libvirt",
+    "/etc/ssh": "etc-ssh",
+    "/root/.ssh": "root-ssh",
+    "/etc/vnfctl": "etc-vnfctl",
+    "/var/cache/vnfctl": "cache-vnfctl",
+    "/tmp": "tmp",
+    "/var/lib/vnfctl": "vnfctl",
 }
-AGENT_STATE = "/var/lib/vnfctl/agent"   # the host agent's state (agent.yaml, tables, program cache)
-HOST_DIRS = {**LIBVIRT_DIRS, AGENT_STATE: "agent"}
+TMPFS = ("/dev/shm",)     # the host's own shared memory: the CP->DP policy tables live there
 CHANNEL_DIR = "/var/lib/libvirt/qemu/channel/vnfctl"
 CONSOLE_LOG_DIR = "/var/log/libvirt/qemu"
 
@@ -40,44 +54,53 @@ class HostNode:
     mntns: Path    # its persistent mount-namespace file
 
     # -- paths as the root mount namespace sees them ---------------------------------------
-    def outside(self, inside: str) -> Path:
-        """Translate a path inside the host's mount namespace to the same file seen from here."""
-        for target, sub in HOST_DIRS.items():
+    def outside(self, inside: str | Path) -> Path:
+        """Translate a path inside the host's mount namespace to the same file seen from here
+        (the lab builder's and the tests' view; the controller never has one)."""
+        inside = str(inside)
+        for target in sorted(HOST_DIRS, key=len, reverse=True):
             if inside == target or inside.startswith(target + "/"):
-                return self.root / sub / inside[len(target):].lstrip("/")
+                return self.root / HOST_DIRS[target] / inside[len(target):].lstrip("/")
         return Path(inside)
 
     @property
     def libvirt_uri(self) -> str:
-        return f"qemu+unix:///system?socket={self.root / 'run' / 'libvirt-sock'}"
+        """The host's local libvirt socket, for the lab builder only (lab down, status): the
+        controller reaches libvirt over SSH."""
+        return f"qemu+unix:///system?socket={self.outside('/run/libvirt/libvirt-sock')}"
 
     @property
     def host_uuid(self) -> str:
         return str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{self.host.name}.{self.lab}.vnfctl.lab"))
 
     @property
-    def ssh_dir(self) -> Path:
-        return self.root / "ssh"
+    def host_key(self) -> Path:
+        return self.outside("/etc/ssh/ssh_host_ed25519_key")
 
     @property
-    def host_key(self) -> Path:
-        return self.ssh_dir / "ssh_host_ed25519_key"
+    def agent_dir(self) -> Path:
+        return self.outside(str(agent_paths.STATE_DIR))
 
     def _in(self, cmd: list[str]) -> list[str]:
         return procs.in_host(self.netns, self.mntns, cmd)
 
     # -- mount namespace --------------------------------------------------------------------
     def ensure_mounts(self) -> None:
-        # NOTE: /dev/shm is the host's own tmpfs, as on a real host: the CP->DP policy tables live there.
-        procs.ensure_mount_namespace(self.mntns, {t: self.root / s for t, s in HOST_DIRS.items()},
-                                     tmpfs=("/dev/shm",))
-        for inside in (CHANNEL_DIR, CONSOLE_LOG_DIR):
+        for sub in HOST_DIRS.values():
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        self.outside("/root/.ssh").chmod(0o700)
+        self.outside("/tmp").chmod(0o1777)
+        for inside in ("/run/libvirt", CHANNEL_DIR, CONSOLE_LOG_DIR, "/etc/ssh/sshd_config.d"):
             self.outside(inside).mkdir(parents=True, exist_ok=True)
+        privsep = self.outside("/run/sshd")
+        privsep.mkdir(mode=0o755, exist_ok=True)
+        privsep.chmod(0o755)
+        procs.ensure_mount_namespace(self.mntns, {t: self.root / s for t, s in HOST_DIRS.items()}, tmpfs=TMPFS,
+                                     netns=self.netns)
 
     # -- libvirtd ---------------------------------------------------------------------------
     def write_libvirt_config(self) -> None:
-        etc = self.root / "etc"
-        etc.mkdir(parents=True, exist_ok=True)
+        etc = self.outside("/etc/libvirt")
         (etc / "libvirtd.conf").write_text(
             f'host_uuid = "{self.host_uuid}"\n'
             'unix_sock_dir = "/run/libvirt"\n'
@@ -95,7 +118,7 @@ class HostNode:
 
     @property
     def libvirtd_pidfile(self) -> Path:
-        return self.root / "run" / "libvirtd.pid"
+        return self.outside("/run/libvirt/libvirtd.pid")
 
     def libvirtd_pid(self) -> int | None:
         return procs.read_pid(self.libvirtd_pidfile)
@@ -103,34 +126,33 @@ class HostNode:
     def start_libvirtd(self) -> None:
         if self.libvirtd_pid():
             return
-        sock = self.root / "run" / "libvirt-sock"
+        sock = self.outside("/run/libvirt/libvirt-sock")
         procs.run(self._in(["libvirtd", "-d", "--config", "/etc/libvirt/libvirtd.conf",
                             "--pid-file", "/run/libvirt/libvirtd.pid"]), f"start libvirtd on host {self.host.name}")
         procs.wait_for(lambda: sock.exists() and self.libvirtd_pid(), 30, f"libvirtd on host {self.host.name}")
 
     # -- sshd -------------------------------------------------------------------------------
-    def write_sshd_config(self, authorized_keys: Path) -> None:
-        self.ssh_dir.mkdir(parents=True, exist_ok=True)
+    def write_sshd_config(self) -> None:
+        """The host's base sshd configuration (a real host has Debian's); the bring-up adds the
+        agent's subsystem as a drop-in under /etc/ssh/sshd_config.d, as on a real host."""
         if not self.host_key.exists():
             procs.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{self.host.name}.{self.lab}",
                        "-f", str(self.host_key)], f"host key for {self.host.name}")
-        (self.ssh_dir / "sshd_config").write_text(
+        self.outside("/etc/ssh/sshd_config").write_text(
+            "Include /etc/ssh/sshd_config.d/*.conf\n"
             f"ListenAddress {self.host.address}\nPort 22\n"
-            f"HostKey {self.host_key}\nPidFile {self.sshd_pidfile}\n"
-            f"AuthorizedKeysFile {authorized_keys}\n"
+            "HostKey /etc/ssh/ssh_host_ed25519_key\nPidFile /run/sshd.pid\n"
             "PermitRootLogin prohibit-password\nPubkeyAuthentication yes\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-            "UsePAM no\nStrictModes no\nPrintMotd no\nUseDNS no\n"
-            # The controller's only way in besides a shell: the agent's named operations.
-            f"Subsystem vnfctl-agent {sys.executable} -m orchestrator.agent.bridge\n")
+            "UsePAM no\nPrintMotd no\nUseDNS no\n")
 
     def host_public_key(self) -> list[str]:
-        """[key type, base64 key] of the host key, for the known_hosts file."""
-        return (self.host_key.with_suffix(".pub")).read_text().split()[:2]
+        """[key type, base64 key] of the host key, for the controller's known_hosts file."""
+        return self.host_key.with_suffix(".pub").read_text().split()[:2]
 
     @property
     def sshd_pidfile(self) -> Path:
-        return self.ssh_dir / "sshd.pid"
+        return self.outside("/run/sshd.pid")
 
     def sshd_pid(self) -> int | None:
         return procs.read_pid(self.sshd_pidfile)
@@ -138,21 +160,21 @@ class HostNode:
     def start_sshd(self) -> None:
         if self.sshd_pid():
             return
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
-        procs.run(self._in(["/usr/sbin/sshd", "-f", str(self.ssh_dir / "sshd_config")]),
-                  f"start sshd on host {self.host.name}")
+        procs.run(self._in(["/usr/sbin/sshd", "-f", "/etc/ssh/sshd_config"]), f"start sshd on host {self.host.name}")
         procs.wait_for(self.sshd_pid, 10, f"sshd on host {self.host.name}")
 
-    # -- host agent -------------------------------------------------------------------------
-    @property
-    def agent_dir(self) -> Path:
-        return self.root / "agent"
-
-    def write_agent_config(self, store_url: str, data_interface: str) -> None:
-        self.agent_dir.mkdir(parents=True, exist_ok=True)
-        (self.agent_dir / "agent.yaml").write_text(yaml.safe_dump({
-            "host": self.host.name, "dp_cores": list(self.host.dp_cores),
-            "data_interface": data_interface, "store_url": store_url, "shm_dir": "/dev/shm"}))
+    # -- host agent: the real bring-up, run inside this host --------------------------------
+    def bring_up(self, store_url: str, store_keys: list[str], authorized_key: str, data_interface: str) -> list[str]:
+        cmd = [sys.executable, "-m", "orchestrator.agent.bringup", "--host", self.host.name, "--store-url", store_url,
+               "--data-interface", data_interface, "--dp-cores", ",".join(map(str, self.host.dp_cores)) or "0",
+               "--authorized-key", authorized_key, "--service", "daemon"]
+        for key in store_keys:
+            cmd += ["--trust-store-key", key]
+        done = subprocess.run(self._in(cmd), capture_output=True, text=True, timeout=60)
+        if done.returncode != 0:
+            lines = [ln for ln in (done.stderr or done.stdout).splitlines() if ln.strip()]
+            raise LabError(f"bring-up of host {self.host.name}: {lines[-1] if lines else f'exit {done.returncode}'}")
+        return done.stdout.splitlines()
 
     @property
     def agent_pidfile(self) -> Path:
@@ -162,19 +184,24 @@ class HostNode:
         return procs.read_pid(self.agent_pidfile)
 
     def start_agent(self) -> None:
+        """Start the agent again with the configuration its bring-up wrote."""
         if self.agent_pid():
             return
-        procs.start_daemon([sys.executable, "-m", "orchestrator.agent.daemon", "--state", AGENT_STATE],
+        (self.agent_dir / "agent.sock").unlink(missing_ok=True)
+        procs.start_daemon([sys.executable, "-m", "orchestrator.agent.daemon", "--config", str(agent_paths.CONFIG)],
                            self.agent_pidfile, self.agent_dir / "agent.log", f"host agent on {self.host.name}",
                            netns=self.netns, mntns=self.mntns)
         procs.wait_for(lambda: (self.agent_dir / "agent.sock").exists(), 20, f"host agent on {self.host.name}")
 
-    def restart_agent(self) -> None:
-        """Stop and start the agent (its DPs keep running; its tables come back from disk)."""
+    def stop_agent(self) -> None:
         pid = self.agent_pid()
         if pid:
             procs.stop_pid(pid)
         (self.agent_dir / "agent.sock").unlink(missing_ok=True)
+
+    def restart_agent(self) -> None:
+        """Stop and start the agent (its DPs keep running; its tables come back from disk)."""
+        self.stop_agent()
         self.start_agent()
 
     # -- teardown ---------------------------------------------------------------------------

@@ -4,6 +4,13 @@
 it idempotently; if a fresh ``up`` fails half-way it removes what it made. ``down`` removes what
 the state file says ``up`` made (guests, daemons, mounts, namespaces with their links and
 bridges, the lab's directories) and nothing else, then checks that nothing is left.
+
+The lab models a real site: the controller lives in the ``mgmt`` endpoint (its network
+namespace, and a mount namespace in which the hosts' directories do not exist), each host in
+namespaces of its own in which nothing of the controller exists. Controller commands enter the
+``mgmt`` namespaces themselves (``enter_mgmt``) and reach hosts only over SSH (agent, libvirt)
+and HTTP (the store), as they would reach real hosts. This module is the lab's builder: it alone
+looks at both sides (as whoever racks and cables a site does).
 """
 
 from __future__ import annotations
@@ -19,11 +26,14 @@ import yaml
 
 from orchestrator.errors import LabError, LabNotUp, TopologyError
 from orchestrator.lab import netlink, procs
+from orchestrator.controller.inventory import ssh_uri
 from orchestrator.lab.hostnode import HostNode
 from orchestrator.lab.topology import Topology, load_topology, parse_topology
-from orchestrator.netns import connect_from_netns, set_sysctl
+from orchestrator.netns import call_in_netns, connect_from_netns, enter, same_namespace, set_sysctl
 from orchestrator.ssh import SshTarget, check as ssh_check
-from orchestrator.virt.accel import AccelChoice, choose_accel, probe_facts
+from orchestrator.store import signing
+from orchestrator.store import store as program_store
+from orchestrator.virt.accel import AccelChoice, choose_accel, probe_facts, requested_accel
 
 STATE_ROOT = Path(os.environ.get("VNFCTL_STATE_ROOT", "/var/lib/vnfctl/labs"))
 RUN_ROOT = Path(os.environ.get("VNFCTL_RUN_ROOT", "/run/vnfctl"))
@@ -32,7 +42,7 @@ DEFAULT_LAB = "vnf"
 # working on-link gateway wherever it is migrated (see LAB-NOTES: "a pitfall to design for").
 GUEST_GATEWAY_MAC = "02:76:6e:00:00:01"
 FABRIC_IF, DATA_IF, GUEST_BRIDGE = "fabric0", "data0", "brguest"
-STORE_DIR = Path(os.environ.get("VNFCTL_STORE_DIR", "/var/lib/vnfctl/store"))
+STORE_DIR, STORE_KEY = program_store.DEFAULT_DIR, signing.DEFAULT_KEY   # kept across lab down, as the image cache
 STORE_PORT, CONTROL_PORT = 8780, 8080
 REQUIRED_TOOLS = ("libvirtd", "/usr/sbin/sshd", "qemu-system-x86_64", "nsenter", "unshare", "ssh-keygen")
 
@@ -85,8 +95,33 @@ class Lab:
 
     def ssh_target(self, host: str) -> SshTarget:
         h = self.topology.host(host)
-        return SshTarget(host, str(h.address), self.key_file, self.known_hosts,
-                         from_netns=self.topology.netns("mgmt"))
+        return SshTarget(host, str(h.address), self.key_file, self.known_hosts)
+
+    # -- the controller's place -------------------------------------------------------------
+    @property
+    def mgmt_netns(self) -> Path:
+        return Path("/run/netns") / self.topology.netns("mgmt")
+
+    @property
+    def mgmt_mntns(self) -> Path:
+        return self.run_dir / "mnt" / "mgmt"
+
+    def in_mgmt(self) -> bool:
+        try:
+            return same_namespace("/proc/self/ns/net", self.mgmt_netns) and \
+                same_namespace("/proc/self/ns/mnt", self.mgmt_mntns)
+        except OSError:
+            return False
+
+    def enter_mgmt(self) -> None:
+        """Move this process into the lab's management namespaces (network and mount), where a
+        controller of a real site would run: from there it sees its own state, the store and the
+        lab's addresses, and no host's files. Once per process, before it starts threads."""
+        if self.in_mgmt():
+            return
+        if not self.mgmt_netns.exists() or not procs.is_mountpoint(self.mgmt_mntns):
+            raise LabNotUp(f"lab '{self.name}' has no management namespace: run 'vnfctl lab up'")
+        enter(self.mgmt_netns, self.mgmt_mntns)
 
     @property
     def store_url(self) -> str:
@@ -101,7 +136,9 @@ class Lab:
         return f"http://{self.topology.endpoint('server').address}:{CONTROL_PORT}"
 
     def accel(self, host: str) -> AccelChoice:
-        return choose_accel(self.topology.host(host).accel, probe_facts())
+        """The builder's view (lab hosts share this machine's CPU): for lab status and the warm-up.
+        The controller decides per host from that host agent's own facts."""
+        return choose_accel(requested_accel(self.topology.host(host).accel), probe_facts())
 
     def is_up(self) -> bool:
         return self.state_file.exists()
@@ -122,10 +159,14 @@ class Lab:
         try:
             progress("network namespaces, links and routes")
             self._build_network()
-            progress("host daemons (libvirtd, sshd)")
-            self._build_hosts()
-            progress("control server, program store, host agents")
+            progress("keys: the lab's SSH key pair, the store's signing key")
+            self._build_keys()
+            progress("the program store: DP program and CP guest image, signed")
+            self._publish()
+            progress("the controller's place (mgmt), control server, program store")
             self._build_services()
+            progress("hosts: libvirtd, host agent (bring-up), sshd")
+            self._build_hosts()
             self._write_inventory()
         except BaseException:
             if fresh:
@@ -144,6 +185,11 @@ class Lab:
             bad = [c for c in h.dp_cores if c >= ncpu]
             if bad:
                 raise TopologyError(f"host {h.name}: dp_cores {bad} do not exist on this machine ({ncpu} cores)")
+        if os.environ.get("VNFCTL_REQUIRE_KVM") == "1":
+            for h in self.topology.hosts:
+                choice = self.accel(h.name)
+                if choice.accel != "kvm" or "warning" in choice.reason:
+                    raise LabError(f"VNFCTL_REQUIRE_KVM=1, but host {h.name} cannot run KVM guests: {choice.reason}")
 
     def _topology_doc(self) -> dict:
         t = self.topology
@@ -226,20 +272,28 @@ class Lab:
             for route in t.router_routes(r.name):
                 netlink.ensure_route(t.netns(r.name), str(route.dst), str(route.gateway))
 
-    def _build_hosts(self) -> None:
+    def _build_keys(self) -> None:
+        from orchestrator.store.signing import generate_key
+
         self.key_file.parent.mkdir(parents=True, exist_ok=True)
         if not self.key_file.exists():
             procs.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"vnfctl-lab-{self.name}",
                        "-f", str(self.key_file)], "lab key pair")
-        authorized = self.key_file.parent / "authorized_keys"
-        authorized.write_text(self.key_file.with_suffix(".pub").read_text())
+        generate_key(STORE_KEY)
+
+    def _build_hosts(self) -> None:
+        from orchestrator.store.signing import load_signer
+
         procs.ensure_private_dir_mount(self.run_dir / "mnt")
+        store_key = load_signer(STORE_KEY).public_line
+        controller_key = self.key_file.with_suffix(".pub").read_text().strip()
         known = []
         for node in self.nodes:
             node.ensure_mounts()
             node.write_libvirt_config()
             node.start_libvirtd()
-            node.write_sshd_config(authorized)
+            node.write_sshd_config()
+            node.bring_up(self.store_url, [store_key], controller_key, DATA_IF)
             node.start_sshd()
             kind, key = node.host_public_key()
             known.append(f"{node.host.address} {kind} {key}\n")
@@ -259,11 +313,11 @@ class Lab:
         for t in threads:
             t.join()
 
-    def _service(self, name: str, endpoint: str, port: int, cmd: list[str]) -> None:
+    def _service(self, name: str, endpoint: str, port: int, cmd: list[str], mntns: Path | None = None) -> None:
         services = self.state_dir / "services"
         ns, addr = self.topology.netns(endpoint), str(self.topology.endpoint(endpoint).address)
         procs.start_daemon(cmd + ["--listen", addr, "--port", str(port)], services / f"{name}.pid",
-                           services / f"{name}.log", name, netns=ns)
+                           services / f"{name}.log", name, netns=ns, mntns=mntns)
 
         def listening():
             try:
@@ -277,35 +331,37 @@ class Lab:
     def _build_services(self) -> None:
         import sys
 
+        # The controller's place: its network namespace is the mgmt endpoint's; in its mount
+        # namespace the hosts' own directories (and their mount namespaces) are hidden.
+        procs.ensure_private_dir_mount(self.run_dir / "mnt")
+        procs.ensure_mount_namespace(self.mgmt_mntns, {}, hide=(self.state_dir / "hosts", self.run_dir / "mnt"),
+                                     propagation="slave")
         if "server" in {e.name for e in self.topology.endpoints}:
             self._service("control-server", "server", CONTROL_PORT,
                           [sys.executable, "-m", "orchestrator.lab.control_server",
                            "--state", str(self.state_dir / "control-policies.json")])
-        STORE_DIR.mkdir(parents=True, exist_ok=True)
-        self._publish_dp()
         self._service("program-store", "mgmt", STORE_PORT,
-                      [sys.executable, "-m", "orchestrator.store.server", "--dir", str(STORE_DIR)])
-        for node in self.nodes:
-            node.write_agent_config(self.store_url, DATA_IF)
-            node.start_agent()
+                      [sys.executable, "-m", "orchestrator.store.server", "--dir", str(STORE_DIR),
+                       "--key", str(STORE_KEY)], mntns=self.mgmt_mntns)
 
     @property
     def functions_file(self) -> Path:
         return self.state_dir / "functions.yaml"
 
-    def _publish_dp(self) -> None:
-        """Put this repo's DP program in the store, and write the lab's function specs naming it."""
-        import tempfile
+    def _publish(self) -> None:
+        """Put this repo's DP program and the CP guest image in the store (signed), and write the
+        lab's function specs naming both."""
+        from images.builder import build_cp_image
+        from orchestrator.store.store import Store, publish_cp_image, publish_dp
 
-        from orchestrator.store.store import Store, build_dp_zipapp, dp_version
-
-        version = dp_version()
-        with tempfile.TemporaryDirectory() as tmp:
-            Store(STORE_DIR).push(build_dp_zipapp(Path(tmp) / "dpdk_stub.pyz"), "dpdk_stub", version)
+        store = Store(STORE_DIR, key_file=STORE_KEY)
+        program = publish_dp(store)
+        image = publish_cp_image(store, build_cp_image())
         t = self.topology
         client = str(t.endpoint("client").subnet) if "client" in {e.name for e in t.endpoints} else "10.0.0.0/8"
-        functions = [{"name": "fa", "service_ip": "10.40.0.10", "cp": {"vcpus": 1, "memory_mib": 256},
-                      "dp": {"program": f"dpdk_stub@{version}", "cores": 1, "port": 7777},
+        functions = [{"name": "fa", "service_ip": "10.40.0.10",
+                      "cp": {"image": f"{image.name}@{image.version}", "vcpus": 1, "memory_mib": 256},
+                      "dp": {"program": f"{program.name}@{program.version}", "cores": 1, "port": 7777},
                       "steering": {"mark": 0x10},
                       "policy": {"allow": [client], "rate_pps": 2000, "burst": 2000, "reply": "pong from fa"}}]
         self.functions_file.write_text(yaml.safe_dump({"functions": functions}, sort_keys=False))
@@ -317,10 +373,11 @@ class Lab:
         for node in self.nodes:
             h = node.host
             hosts.append({
-                "name": h.name, "router": h.router, "libvirt_uri": node.libvirt_uri,
-                "migration_address": str(h.address),
+                "name": h.name, "router": h.router,
                 "ssh": {"address": str(h.address), "user": "root", "key": str(self.key_file),
-                        "known_hosts": str(self.known_hosts), "from_netns": t.netns("mgmt")},
+                        "known_hosts": str(self.known_hosts)},
+                "libvirt_uri": ssh_uri(self.ssh_target(h.name)),
+                "migration_address": str(h.address),
                 "dp_cores": list(h.dp_cores), "data_interface": DATA_IF, "accel": h.accel,
             })
         routers = []
@@ -333,8 +390,7 @@ class Lab:
             routers.append({"name": r.name, "netns": t.netns(r.name), "data_bridge": "data", "peers": peers})
         self.inventory_file.write_text(yaml.safe_dump(
             {"lab": self.name, "store_url": self.store_url, "control_url": self.control_url,
-             "guest_network": str(t.guest_network), "controller_netns": t.netns("mgmt"),
-             "hosts": hosts, "routers": routers}, sort_keys=False))
+             "guest_network": str(t.guest_network), "hosts": hosts, "routers": routers}, sort_keys=False))
 
     # -- down -------------------------------------------------------------------------------
     def down(self) -> list[str]:
@@ -347,9 +403,11 @@ class Lab:
             node.stop_daemons()
         for ns in self.all_netns():
             for pid in procs.processes_in_netns(ns):
-                procs.stop_pid(pid, grace=2.0)
+                if pid != os.getpid():
+                    procs.stop_pid(pid, grace=2.0)
         for node in self.nodes:
             node.remove_mounts()
+        procs.remove_mount_namespace(self.mgmt_mntns)
         mnt = self.run_dir / "mnt"
         if procs.is_mountpoint(mnt):
             procs.run(["umount", str(mnt)], f"unmount {mnt}")
@@ -386,8 +444,9 @@ class Lab:
             if entry["libvirtd"]:
                 from orchestrator.virt import libvirt_host
                 entry["guests"] = libvirt_host.list_guests(node.libvirt_uri)
-            if entry["sshd"] and up:
-                entry["ssh"] = ssh_check(self.ssh_target(h.name))
+            if entry["sshd"] and up and t.netns("mgmt") in existing:
+                # NOTE: checked from the controller's place, in a forked child.
+                entry["ssh"] = call_in_netns(t.netns("mgmt"), ssh_check, self.ssh_target(h.name))
             hosts.append(entry)
         routers = [{"name": r.name, "netns": t.netns(r.name), "netns_up": t.netns(r.name) in existing,
                     "lan": str(r.lan), "data": str(r.data),

@@ -4,6 +4,7 @@ persistent mount namespaces, bind mounts, and stopping what was started (by its 
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -80,27 +81,45 @@ def ensure_private_dir_mount(path: Path) -> None:
     run(["mount", "--make-private", str(path)], f"make {path} private")
 
 
-def ensure_mount_namespace(nsfile: Path, binds: dict[str, Path], tmpfs: tuple[str, ...] = ()) -> None:
-    """A persistent private mount namespace (bound at ``nsfile``) in which each target directory
-    is a bind mount of a per-host source directory: that is what gives each lab host its own
-    /etc/libvirt, /run/libvirt, /var/lib/libvirt... while sharing the rest of the machine.
-    Each ``tmpfs`` target gets a fresh tmpfs of its own (a host's /dev/shm)."""
-    if not is_mountpoint(nsfile):
-        nsfile.touch()
-        run(["unshare", f"--mount={nsfile}", "--propagation", "private", "true"], f"mount namespace {nsfile}")
+def ensure_mount_namespace(nsfile: Path, binds: dict[str, Path], tmpfs: tuple[str, ...] = (),
+                           hide: tuple[Path, ...] = (), propagation: str = "private",
+                           netns: str | None = None) -> bool:
+    """A persistent mount namespace (bound at ``nsfile``) built in one go, in order: each target
+    directory becomes a bind mount of its source (``binds`` is ordered: a later bind may cover
+    the source of an earlier one), each ``tmpfs`` target a fresh tmpfs, and each ``hide`` path an
+    empty read-only tmpfs. This gives a lab host its own /etc/libvirt, /var/lib/vnfctl..., and
+    the controller's namespace a view without the hosts' directories. With ``netns``, it is made
+    from inside that network namespace and gets a sysfs of its own (as ``ip netns exec`` does),
+    so /sys/class/net shows that namespace's interfaces. True when it was made now.
+
+    NOTE: it is made by one shell inside the new namespace, and removed again if any mount
+    fails, so a namespace that exists is whole; ``propagation`` 'slave' keeps receiving mounts
+    made later outside (new network namespaces under /run/netns), 'private' does not."""
+    if is_mountpoint(nsfile):
+        return False
+    script = ["set -e"]
     for target, source in binds.items():
         source.mkdir(parents=True, exist_ok=True)
-        Path(target).mkdir(parents=True, exist_ok=True)  # the mount point itself, left empty
-        probe = subprocess.run(["nsenter", f"--mount={nsfile}", "--", "mountpoint", "-q", target])
-        if probe.returncode != 0:
-            run(["nsenter", f"--mount={nsfile}", "--", "mount", "--bind", str(source), target],
-                f"bind {source} on {target}")
+        Path(target).mkdir(parents=True, exist_ok=True)  # the mount point itself, left empty here
+        script.append(f"mount --bind {shlex.quote(str(source))} {shlex.quote(target)}")
     for target in tmpfs:
-        probe = subprocess.run(["nsenter", f"--mount={nsfile}", "--", "findmnt", "-n", "-t", "tmpfs", target],
-                               capture_output=True)
-        if probe.returncode != 0:
-            run(["nsenter", f"--mount={nsfile}", "--", "mount", "-t", "tmpfs", "-o", "mode=1777,size=64m",
-                 "tmpfs", target], f"tmpfs on {target}")
+        script.append(f"mount -t tmpfs -o mode=1777,size=64m tmpfs {shlex.quote(target)}")
+    for path in hide:
+        path.mkdir(parents=True, exist_ok=True)
+        script.append(f"mount -t tmpfs -o ro,mode=0755,size=4k vnfctl-hidden {shlex.quote(str(path))}")
+    prefix = []
+    if netns:
+        script.append("umount -l /sys && mount -t sysfs sysfs /sys")
+        prefix = ["nsenter", f"--net=/run/netns/{netns}", "--"]
+    nsfile.parent.mkdir(parents=True, exist_ok=True)
+    nsfile.touch()
+    try:
+        run(prefix + ["unshare", f"--mount={nsfile}", "--propagation", propagation, "sh", "-c", "\n".join(script)],
+            f"mount namespace {nsfile}")
+    except LabError:
+        remove_mount_namespace(nsfile)
+        raise
+    return True
 
 
 def remove_mount_namespace(nsfile: Path) -> None:

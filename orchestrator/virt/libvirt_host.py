@@ -1,9 +1,12 @@
-"""The controller's one door to libvirt (libvirt-python): connect, start, find, stop guests,
-read job stats, and run one live migration between two hosts' daemons.
+"""The controller's one door to libvirt (libvirt-python): one ``Hypervisor`` per host holding one
+connection for the whole command (as nova's host.py), to start, find and stop guests, read job
+stats and facts, and run a live migration between two hosts' daemons.
 
 The migration is "direct" (not peer-to-peer): the controller holds a connection to both
-daemons and libvirt moves the memory over the destination's fabric address. The same calls
-work with the lab's unix sockets and with real hosts' qemu+ssh:// URIs.
+daemons and libvirt moves the memory over the destination's fabric address. Hosts are reached
+with ``qemu+libssh://`` (or ``qemu+ssh://``) URIs whose host keys are checked against a pinned
+known_hosts file: libvirt refuses an unknown key because the controller gives it no callback
+to accept one with. The lab's builder alone uses the hosts' local unix sockets.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 import libvirt
@@ -23,64 +27,6 @@ def _silence(_ctx, _err):
 
 
 libvirt.registerErrorHandler(_silence, None)
-
-
-@contextlib.contextmanager
-def connection(uri: str):
-    try:
-        conn = libvirt.open(uri)
-    except libvirt.libvirtError as exc:
-        raise VirtError(f"libvirt {uri}: {exc.get_error_message()}") from None
-    try:
-        yield conn
-    finally:
-        with contextlib.suppress(libvirt.libvirtError):
-            conn.close()
-
-
-def list_guests(uri: str) -> list[str]:
-    with connection(uri) as conn:
-        return sorted(d.name() for d in conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE))
-
-
-def destroy_all(uri: str) -> None:
-    """Stop every guest of that daemon at once (lab teardown)."""
-    with connection(uri) as conn:
-        for dom in conn.listAllDomains():
-            with contextlib.suppress(libvirt.libvirtError):
-                if dom.isActive():
-                    dom.destroy()
-            with contextlib.suppress(libvirt.libvirtError):
-                dom.undefine()
-
-
-def start_guest(uri: str, xml: str, name: str) -> None:
-    """Start a transient guest (it lives where it runs: a migration carries its definition)."""
-    with connection(uri) as conn:
-        try:
-            conn.createXML(xml, 0)
-        except libvirt.libvirtError as exc:
-            raise VirtError(f"guest {name}: cannot start: {exc.get_error_message()}") from None
-
-
-def destroy_guest(uri: str, name: str) -> bool:
-    """Stop a guest if it runs there; True when one was stopped."""
-    with connection(uri) as conn:
-        try:
-            dom = conn.lookupByName(name)
-        except libvirt.libvirtError:
-            return False
-        with contextlib.suppress(libvirt.libvirtError):
-            dom.destroy()
-        return True
-
-
-def guest_running(uri: str, name: str) -> bool:
-    with connection(uri) as conn:
-        try:
-            return bool(conn.lookupByName(name).isActive())
-        except libvirt.libvirtError:
-            return False
 
 
 @dataclass(frozen=True)
@@ -117,14 +63,156 @@ def should_switch_to_postcopy(stats: dict, after_passes: int = 1) -> bool:
     return (stats.get("memory_iteration") or 0) > after_passes and (stats.get("memory_remaining") or 0) > 0
 
 
-def migrate(src_uri: str, dst_uri: str, name: str, dst_address: str,
-            opts: MigrationOptions = MigrationOptions(), on_progress=None, poll_s: float = 0.1) -> MigrationResult:
-    """Live-migrate guest ``name``; on any failure the guest is still running on the source.
+class Hypervisor:
+    """One host's libvirtd. The connection opens on first use and stays open until ``close``."""
 
-    A monitor thread polls the source's job stats and hands them to ``on_progress``; it only
-    observes. Downtime is what libvirt measured, read from the destination's completed job.
-    """
-    with connection(src_uri) as src, connection(dst_uri) as dst:
+    def __init__(self, uri: str, host: str = ""):
+        self.uri, self.host = uri, host or uri
+        self._conn: libvirt.virConnect | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def conn(self) -> libvirt.virConnect:
+        with self._lock:
+            if self._conn is None:
+                try:
+                    self._conn = libvirt.open(self.uri)
+                except libvirt.libvirtError as exc:
+                    raise VirtError(f"host {self.host}: libvirt {self.uri.split('?')[0]}: "
+                                    f"{exc.get_error_message()}") from None
+            return self._conn
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                with contextlib.suppress(libvirt.libvirtError):
+                    self._conn.close()
+                self._conn = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- facts ------------------------------------------------------------------------------
+    def version(self) -> str:
+        v = self.conn.getLibVersion()
+        return f"{v // 1000000}.{v // 1000 % 1000}.{v % 1000}"
+
+    def supports(self, virttype: str) -> tuple[bool, str]:
+        """Can this host's QEMU run guests of ``virttype`` ('kvm' or 'qemu'), by libvirt's domain
+        capabilities? (True, '') or (False, libvirt's reason)."""
+        try:
+            self.conn.getDomainCapabilities(None, "x86_64", None, virttype, 0)
+            return True, ""
+        except libvirt.libvirtError as exc:
+            return False, exc.get_error_message()
+
+    def free_memory_mib(self) -> int:
+        return int(self.conn.getFreeMemory() // (1024 * 1024))
+
+    def warm_up(self, virttype: str) -> None:
+        """Have a fresh libvirtd probe its QEMU now (domain capabilities, cached by libvirt), so the
+        first guest start or migration precheck on that host does not pay for it."""
+        self.supports(virttype)
+
+    # -- guests -----------------------------------------------------------------------------
+    def guests(self) -> list[str]:
+        return sorted(d.name() for d in self.conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE))
+
+    def _domain(self, name: str) -> libvirt.virDomain | None:
+        try:
+            return self.conn.lookupByName(name)
+        except libvirt.libvirtError:
+            return None
+
+    def start_guest(self, xml: str, name: str) -> None:
+        """Start a transient guest (it lives where it runs: a migration carries its definition)."""
+        try:
+            self.conn.createXML(xml, 0)
+        except libvirt.libvirtError as exc:
+            raise VirtError(f"guest {name} on {self.host}: cannot start: {exc.get_error_message()}") from None
+
+    def destroy_guest(self, name: str) -> bool:
+        """Stop a guest if it runs there; True when one was stopped."""
+        dom = self._domain(name)
+        if dom is None:
+            return False
+        with contextlib.suppress(libvirt.libvirtError):
+            dom.destroy()
+        return True
+
+    def destroy_all(self) -> None:
+        """Stop every guest of that daemon at once (lab teardown)."""
+        for dom in self.conn.listAllDomains():
+            with contextlib.suppress(libvirt.libvirtError):
+                if dom.isActive():
+                    dom.destroy()
+            with contextlib.suppress(libvirt.libvirtError):
+                dom.undefine()
+
+    def guest_running(self, name: str) -> bool:
+        dom = self._domain(name)
+        try:
+            return bool(dom and dom.isActive())
+        except libvirt.libvirtError:
+            return False
+
+    def guest_xml(self, name: str) -> ET.Element | None:
+        """The running guest's live definition, parsed (None when it does not run here)."""
+        dom = self._domain(name)
+        try:
+            return ET.fromstring(dom.XMLDesc(0)) if dom else None
+        except libvirt.libvirtError:
+            return None
+
+    def boot_files(self, name: str) -> tuple[str | None, str | None]:
+        """(kernel, initrd) paths the running guest was started with, as this host names them."""
+        root = self.guest_xml(name)
+        if root is None:
+            return None, None
+        return root.findtext("os/kernel"), root.findtext("os/initrd")
+
+    def domain_type(self, name: str) -> str | None:
+        """'kvm' or 'qemu' (TCG) for a running guest, None when it does not run here."""
+        root = self.guest_xml(name)
+        return root.get("type") if root is not None else None
+
+    def cpu_compatible(self, dst: "Hypervisor", name: str) -> tuple[bool, str]:
+        """Can the destination's hypervisor provide the CPU the running guest was given? (libvirt
+        compares the guest's live CPU definition against what the destination's QEMU can offer)."""
+        root = self.guest_xml(name)
+        if root is None:
+            return False, f"guest {name} is not running on {self.host}"
+        cpu = root.find("cpu")
+        if cpu is None:
+            return True, "guest uses the hypervisor's default CPU"
+        try:
+            verdict = dst.conn.compareHypervisorCPU(None, "x86_64", None, root.get("type"),
+                                                    ET.tostring(cpu, encoding="unicode"), 0)
+        except libvirt.libvirtError as exc:
+            return False, exc.get_error_message()
+        if verdict == libvirt.VIR_CPU_COMPARE_INCOMPATIBLE:
+            return False, "the destination cannot provide the guest's CPU model"
+        return True, "identical" if verdict == libvirt.VIR_CPU_COMPARE_IDENTICAL else "superset"
+
+    def abort_job(self, name: str) -> None:
+        """Ask libvirt to abort the guest's running job (a migration): the guest stays here."""
+        dom = self._domain(name)
+        if dom is not None:
+            with contextlib.suppress(libvirt.libvirtError):
+                dom.abortJob()
+
+    def migrate(self, dst: "Hypervisor", name: str, dst_address: str, opts: MigrationOptions = MigrationOptions(),
+                on_progress=None, poll_s: float = 0.1) -> MigrationResult:
+        """Live-migrate guest ``name`` from here to ``dst``; on any failure before a post-copy
+        switch the guest is still running here.
+
+        A monitor thread polls the source's job stats and hands them to ``on_progress``; it only
+        observes. Downtime is what libvirt measured, read from the destination's completed job.
+        """
+        src, dst_conn = self.conn, dst.conn
         try:
             dom = src.lookupByName(name)
         except libvirt.libvirtError:
@@ -160,7 +248,7 @@ def migrate(src_uri: str, dst_uri: str, name: str, dst_address: str,
         started = time.monotonic()
         failure = None
         try:
-            new = dom.migrate3(dst, params, migration_flags(opts))
+            new = dom.migrate3(dst_conn, params, migration_flags(opts))
         except libvirt.libvirtError as exc:
             failure = exc.get_error_message()
         finally:
@@ -183,45 +271,20 @@ def migrate(src_uri: str, dst_uri: str, name: str, dst_address: str,
         )
 
 
-def abort_job(uri: str, name: str) -> None:
-    """Ask libvirt to abort the guest's running job (a migration): the guest stays on its source."""
-    with connection(uri) as conn:
-        with contextlib.suppress(libvirt.libvirtError):
-            conn.lookupByName(name).abortJob()
 
 
-def free_memory_mib(uri: str) -> int:
-    with connection(uri) as conn:
-        return int(conn.getFreeMemory() // (1024 * 1024))
+def _with(uri: str, fn):
+    with Hypervisor(uri) as hv:
+        return fn(hv)
 
 
-def cpu_compatible(src_uri: str, dst_uri: str, name: str) -> tuple[bool, str]:
-    """Can the destination's hypervisor provide the CPU the running guest was given? (libvirt
-    compares the guest's live CPU definition against what the destination's QEMU can offer)."""
-    import xml.etree.ElementTree as ET
+def list_guests(uri: str) -> list[str]:
+    return _with(uri, Hypervisor.guests)
 
-    with connection(src_uri) as src, connection(dst_uri) as dst:
-        try:
-            dom = src.lookupByName(name)
-        except libvirt.libvirtError:
-            return False, f"guest {name} is not running on the source"
-        root = ET.fromstring(dom.XMLDesc(0))
-        cpu = root.find("cpu")
-        if cpu is None:
-            return True, "guest uses the hypervisor's default CPU"
-        virttype = root.get("type")
-        try:
-            verdict = dst.compareHypervisorCPU(None, "x86_64", None, virttype, ET.tostring(cpu, encoding="unicode"), 0)
-        except libvirt.libvirtError as exc:
-            return False, exc.get_error_message()
-        if verdict == libvirt.VIR_CPU_COMPARE_INCOMPATIBLE:
-            return False, "the destination cannot provide the guest's CPU model"
-        return True, "identical" if verdict == libvirt.VIR_CPU_COMPARE_IDENTICAL else "superset"
+
+def destroy_all(uri: str) -> None:
+    _with(uri, Hypervisor.destroy_all)
 
 
 def warm_up(uri: str, virttype: str) -> None:
-    """Have a fresh libvirtd probe its QEMU now (domain capabilities, cached by libvirt), so the
-    first guest start or migration precheck on that host does not pay for it."""
-    with connection(uri) as conn:
-        with contextlib.suppress(libvirt.libvirtError):
-            conn.getDomainCapabilities(None, "x86_64", None, virttype, 0)
+    _with(uri, lambda hv: hv.warm_up(virttype))

@@ -1,14 +1,20 @@
 """Lab tests run against a real lab of their own (named 'vt'), built once per session and
-removed at the end even when tests fail; its removal is checked, not assumed."""
+removed at the end even when tests fail; its removal is checked, not assumed.
+
+While the lab is up, the test process's main thread lives in the lab's management network
+namespace, where the controller lives: the in-process controller (``ctl``) reaches hosts over
+SSH and libvirt over SSH from there, exactly as the CLI does after entering it.
+"""
 
 import os
 import zlib
 
 import pytest
 
-from orchestrator.controller.controller import Controller
 from orchestrator.lab.lab import Lab
 from orchestrator.lab.topology import DEFAULT_TOPOLOGY, parse_topology
+from orchestrator.netns import entered
+from orchestrator.site import open_site
 
 TEST_LAB = "vt"
 
@@ -25,7 +31,8 @@ def lab():
     lab.down()  # whatever an earlier, killed run left
     try:
         lab.up()
-        yield lab
+        with entered(lab.mgmt_netns):
+            yield lab
     finally:
         left = lab.down()
         assert not left, f"lab down left: {left}"
@@ -33,7 +40,7 @@ def lab():
 
 @pytest.fixture
 def ctl(lab):
-    c = Controller.for_lab(lab.name)
+    c = open_site(lab=lab.name, enter=False)
     try:
         yield c
     finally:

@@ -42,7 +42,7 @@ def spec_for(lab, name: str, ip: str, steering: bool = False, cores: int = 1, po
     return FunctionSpec(name=name, service_ip=ip, vcpus=1, memory_mib=256, program=base.program, dp_cores=cores,
                         port=7777, steering_mark=0x20 if steering else None,
                         policy=policy or {"allow": [str(lab.topology.endpoint("client").subnet)], "rate_pps": 0,
-                                          "burst": 0, "reply": f"pong from {name}"})
+                                          "burst": 0, "reply": f"pong from {name}"}, image=base.image)
 
 
 def wait_until(check, timeout: float, interval: float = 0.1):

@@ -84,11 +84,11 @@ def test_ssh_refuses_a_host_whose_key_is_not_known(lab, tmp_path):
     a_key = lab.known_hosts.read_text().splitlines()[0].split(None, 1)[1]
     other.write_text(f"{good.address} {a_key}\n")   # b's address with a's key
     with pytest.raises(SshError, match="host key"):
-        connect(SshTarget("b", good.address, good.key_file, other, from_netns=good.from_netns))
+        connect(SshTarget("b", good.address, good.key_file, other))
     empty = tmp_path / "empty"
     empty.write_text("")
     with pytest.raises(SshError, match="b"):
-        connect(SshTarget("b", good.address, good.key_file, empty, from_netns=good.from_netns))
+        connect(SshTarget("b", good.address, good.key_file, empty))
 
 
 def test_selftest_migrates_a_b_c_with_continuity(lab):

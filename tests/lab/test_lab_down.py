@@ -7,7 +7,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from orchestrator.lab import netlink
+from orchestrator.lab import netlink, procs
 from orchestrator.lab.lab import Lab
 from orchestrator.virt import libvirt_host
 from orchestrator.virt.domain import CpGuestSpec, domain_xml, mac_for
@@ -28,13 +28,13 @@ endpoints:
 
 
 def lab_processes(lab: Lab) -> list[int]:
+    """Every process in one of the lab's network namespaces, or naming its directories."""
+    found = {pid for ns in lab.all_netns() for pid in procs.processes_in_netns(ns)}
     marks = (str(lab.state_dir), str(lab.run_dir))
-    found = []
     for p in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(p.info["cmdline"] or [])
-        if any(m in cmd for m in marks):
-            found.append(p.pid)
-    return found
+        if any(m in " ".join(p.info["cmdline"] or []) for m in marks):
+            found.add(p.pid)
+    return sorted(found)
 
 
 def test_down_leaves_nothing_behind_even_with_a_running_guest():
@@ -47,7 +47,8 @@ def test_down_leaves_nothing_behind_even_with_a_running_guest():
         kernel = sorted(Path("/boot").glob("vmlinuz-*"))[-1]
         spec = CpGuestSpec(name="down-probe", domain_type="qemu", kernel=str(kernel), initrd="",
                            cmdline="console=ttyS0", memory_mib=64, mac=mac_for("down-probe"))
-        libvirt_host.start_guest(node.libvirt_uri, domain_xml(spec).replace("<initrd></initrd>", ""), "down-probe")
+        with libvirt_host.Hypervisor(node.libvirt_uri) as hv:
+            hv.start_guest(domain_xml(spec).replace("<initrd></initrd>", ""), "down-probe")
         assert libvirt_host.list_guests(node.libvirt_uri) == ["down-probe"]
         assert lab_processes(lab)
     finally:

@@ -12,7 +12,6 @@ from orchestrator.controller.migration import migrate_function
 from orchestrator.controller.steps import StepFailed
 from orchestrator.lab.demo import Probe
 from orchestrator.lab import probe as probe_mod
-from orchestrator.virt import libvirt_host
 from orchestrator.virt.libvirt_host import MigrationOptions
 from tests.lab.helpers import udp_from, wait_until
 
@@ -27,11 +26,11 @@ def dp(ctl, spec, host):
 def assert_whole_on(lab, ctl, spec, host):
     """The function is whole on ``host``: CP running there only, one active DP there only,
     routes to it, replies to the client."""
-    uri = {h.name: h.libvirt_uri for h in ctl.inventory.hosts}
-    assert libvirt_host.guest_running(uri[host], spec.vm)
-    for other in uri:
+    hosts = [h.name for h in ctl.inventory.hosts]
+    assert ctl.hypervisor(host).guest_running(spec.vm)
+    for other in hosts:
         if other != host:
-            assert not libvirt_host.guest_running(uri[other], spec.vm), f"CP also on {other}"
+            assert not ctl.hypervisor(other).guest_running(spec.vm), f"CP also on {other}"
             assert dp(ctl, spec, other) is None, f"a DP of {spec.name} left on {other}"
     d = dp(ctl, spec, host)
     assert d and d["alive"] and d["active"]
@@ -150,7 +149,7 @@ def test_rollback_when_the_target_is_short_of_cores(lab, ctl, deployed):
 
 
 def test_rollback_when_libvirt_migration_is_aborted(lab, ctl, deployed):
-    src = ctl.host("a").libvirt_uri
+    src = ctl.libvirt_uri("a")
     aborted = threading.Event()
 
     def abort_when_running():

@@ -10,12 +10,16 @@ from orchestrator.store.store import dp_archive, dp_version
 pytestmark = pytest.mark.lab
 
 
-def test_lab_store_serves_this_repos_dp(lab, ctl):
+def test_lab_store_serves_this_repos_dp_signed(lab, ctl):
     version = dp_version()
-    m = ctl.http("GET", f"{ctl.inventory.store_url}/v1/programs/dpdk_stub/{version}")
-    assert m["sha256"] == hashlib.sha256(dp_archive()).hexdigest() and m["core_arg"] == "-c {coremask}"
+    env = ctl.http("GET", f"{ctl.inventory.store_url}/v1/programs/dpdk_stub/{version}")
+    m = env["manifest"]
+    assert m["sha256"] == hashlib.sha256(dp_archive()).hexdigest() and m["launch"]["cores"] == "mask"
+    assert env["signature"]["alg"] == "ed25519"
+    key = ctl.http("GET", f"{ctl.inventory.store_url}/v1/key")
+    assert env["signature"]["key_id"] == key["key_id"]
     listed = ctl.http("GET", f"{ctl.inventory.store_url}/v1/programs")
-    assert m in listed
+    assert env in listed
 
 
 def test_host_agent_installs_the_dp_read_execute_only(lab, ctl):

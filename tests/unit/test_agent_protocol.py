@@ -47,3 +47,13 @@ def test_tables_survive_a_reload(tmp_path):
     assert not path.with_suffix(".tmp").exists()
     with pytest.raises(CoreAllocationError):
         again.cores.allocate("fn2-dp", 2)
+
+
+def test_a_bridge_without_its_agent_answers_with_the_reason():
+    """sshd drops a subsystem's stderr: the bridge's reason reaches the controller as an error
+    reply with no id, and the client raises it instead of 'connection closed'."""
+    from orchestrator.agent.client import AgentClient
+
+    lines = [encode(reply_error(None, AgentError("the host agent is not running (x: No such file)")))]
+    with pytest.raises(AgentError, match="host h: the host agent is not running"):
+        AgentClient("h", lambda n: lines.pop(0) if lines else b"", lambda data: None, lambda: None)

@@ -24,7 +24,8 @@ routers:
   - {name: r3, netns: vnf-r3, peers: {r2: 10.10.0.5}}
 """)
 
-FNS = {"functions": [{"name": "fa", "service_ip": "10.40.0.10", "dp": {"program": "dpdk_stub@1.0", "cores": 2},
+FNS = {"functions": [{"name": "fa", "service_ip": "10.40.0.10", "cp": {"image": "cp-guest@0123abcd"},
+                      "dp": {"program": "dpdk_stub@1.0", "cores": 2},
                       "steering": {"mark": 16}, "policy": {"allow": ["10.10.3.0/24"], "rate_pps": 5}}]}
 
 
@@ -41,14 +42,57 @@ def test_inventory_parses_with_defaults():
     (lambda d: d["hosts"][0].update(router="r9"), "unknown router 'r9'"),
     (lambda d: d["hosts"][0]["ssh"].update(address="host-a"), "not an IP address"),
     (lambda d: d["hosts"].append(dict(d["hosts"][0])), "duplicate host 'a'"),
-    (lambda d: d["hosts"][0].pop("libvirt_uri"), "missing 'libvirt_uri'"),
     (lambda d: d.pop("store_url"), "missing 'store_url'"),
+    (lambda d: d["hosts"][0].update(libvirt_uri="qemu:///system"), "not a local socket"),
+    (lambda d: d["hosts"][0].update(libvirt_uri="qemu+unix:///system?socket=/run/x"), "not a local socket"),
+    (lambda d: d["hosts"][0].update(libvirt_uri="qemu+ssh://root@192.0.2.11/system?no_verify=1"),
+     "host keys must be verified"),
+    (lambda d: d["hosts"][0].update(libvirt_uri="qemu+libssh://root@192.0.2.11/system?known_hosts=/kh"),
+     "hangs on larger replies"),
+    (lambda d: d["hosts"][0].update(libvirt_uri="qemu+ssh://root@192.0.2.11/system?command=/bin/ssh"),
+     "pinned to ssh.known_hosts"),
+    (lambda d: d["hosts"][0].update(accel="fast"), "accel must be one of"),
+    (lambda d: d["hosts"][0]["ssh"].update(port="22"), "ssh port"),
 ])
 def test_inventory_errors(mutate, msg):
     doc = yaml.safe_load(yaml.safe_dump(INV))
     mutate(doc)
     with pytest.raises(InputError, match=msg):
         parse_inventory(doc, "inv.yaml")
+
+
+def test_libvirt_is_reached_over_ssh_with_the_pinned_host_keys_by_default():
+    doc = yaml.safe_load(yaml.safe_dump(INV))
+    del doc["hosts"][0]["libvirt_uri"]
+    uri = parse_inventory(doc, "inv.yaml").host("a").libvirt_uri
+    assert uri == "qemu+ssh://root@192.0.2.11/system?keyfile=/k&no_tty=1"
+    doc["hosts"][0]["ssh"]["port"] = 2222
+    assert "@192.0.2.11:2222/system" in parse_inventory(doc, "inv.yaml").host("a").libvirt_uri
+
+
+def test_libvirts_ssh_is_pinned_to_the_inventorys_known_hosts(tmp_path):
+    from orchestrator.virt.pinned_ssh import ensure_wrapper, pinned_uri, wrapper_text
+
+    text = wrapper_text(tmp_path / "kh", "/usr/bin/ssh")
+    assert f"UserKnownHostsFile={tmp_path / 'kh'}" in text and "StrictHostKeyChecking=yes" in text
+    assert "BatchMode=yes" in text and "GlobalKnownHostsFile=/dev/null" in text
+    w = ensure_wrapper(tmp_path / "w", tmp_path / "kh")
+    assert w.stat().st_mode & 0o777 == 0o700 and ensure_wrapper(tmp_path / "w", tmp_path / "kh") == w
+    uri = pinned_uri("qemu+ssh://root@192.0.2.11/system?keyfile=/k&no_tty=0", w)
+    assert uri == f"qemu+ssh://root@192.0.2.11/system?keyfile=/k&command={w}&no_tty=1"
+    assert pinned_uri("qemu+tls://h/system", w) == "qemu+tls://h/system"
+
+
+def test_functions_need_a_cp_image_from_the_store():
+    doc = yaml.safe_load(yaml.safe_dump(FNS))
+    (fa,) = parse_functions(doc, "f.yaml")
+    assert (fa.image_name, fa.image_version) == ("cp-guest", "0123abcd")
+    del doc["functions"][0]["cp"]["image"]
+    with pytest.raises(InputError, match="missing 'image'"):
+        parse_functions(doc, "f.yaml")
+    doc["functions"][0]["cp"]["image"] = "/boot/vmlinuz"
+    with pytest.raises(InputError, match="NAME@VERSION"):
+        parse_functions(doc, "f.yaml")
 
 
 def test_functions_parse_and_validate():

@@ -1,0 +1,26 @@
+"""A function's policy table (the CP's lasting state the DP serves from): its one validation,
+shared by the function spec loader and the control server."""
+
+from __future__ import annotations
+
+import ipaddress
+
+
+def validate_table(table) -> dict:
+    """Pure: a policy table as the DP understands it, or ValueError naming what is wrong."""
+    if not isinstance(table, dict):
+        raise ValueError("a policy table must be a JSON object")
+    allow = table.get("allow", [])
+    if not isinstance(allow, list):
+        raise ValueError("'allow' must be a list of IPv4 prefixes")
+    for prefix in allow:
+        ipaddress.IPv4Network(str(prefix), strict=False)
+    rate = table.get("rate_pps", 0)
+    burst = table.get("burst", rate)
+    if not isinstance(rate, (int, float)) or rate < 0 or not isinstance(burst, (int, float)) or burst < 0:
+        raise ValueError("'rate_pps' and 'burst' must be non-negative numbers")
+    reply = table.get("reply", "ok")
+    if not isinstance(reply, str) or len(reply) > 512:
+        raise ValueError("'reply' must be a string of at most 512 characters")
+    return {"allow": [str(ipaddress.IPv4Network(str(p), strict=False)) for p in allow],
+            "rate_pps": rate, "burst": burst, "reply": reply}
