@@ -4,7 +4,7 @@ bring-up with the same code a real host uses.
 A lab host stands for a real server. In its own mount namespace every directory the project or
 its daemons keep on a host is the host's own (a bind mount of a directory of this lab host):
 /run, /etc/libvirt, /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt, /etc/ssh,
-/root/.ssh, /etc/vnfctl, /var/lib/vnfctl, /var/cache/vnfctl, /tmp, and a /dev/shm tmpfs. So
+/root/.ssh, /etc/vnfctl, /var/lib/vnfctl, /var/cache/vnfctl, a /dev/shm tmpfs and a sysfs. So
 nothing the controller keeps (its state under /var/lib/vnfctl/labs, its image cache under
 /var/cache/vnfctl, the store) is visible on a host, and a host reaches the controller's files
 only as a real one would: over HTTP from the store. The host agent is brought up inside those
@@ -25,6 +25,8 @@ from orchestrator.lab import procs
 from orchestrator.lab.topology import Host
 
 # Target on the host -> this lab host's own directory (relative to its root), in mount order.
+# NOTE: the rest of the file system (/usr, /opt, /tmp, the checkout of vnfctl the lab's hosts
+# run their agent from) is shared: it stands for software installed alike on every host.
 # NOTE: /var/lib/vnfctl comes last: it covers the lab's state directory (where every host's
 # own directories live), so every other bind must be made before it.
 HOST_DIRS = {
@@ -37,7 +39,6 @@ HOST_DIRS = {
     "/root/.ssh": "root-ssh",
     "/etc/vnfctl": "etc-vnfctl",
     "/var/cache/vnfctl": "cache-vnfctl",
-    "/tmp": "tmp",
     "/var/lib/vnfctl": "vnfctl",
 }
 TMPFS = ("/dev/shm",)     # the host's own shared memory: the CP->DP policy tables live there
@@ -89,7 +90,6 @@ class HostNode:
         for sub in HOST_DIRS.values():
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self.outside("/root/.ssh").chmod(0o700)
-        self.outside("/tmp").chmod(0o1777)
         for inside in ("/run/libvirt", CHANNEL_DIR, CONSOLE_LOG_DIR, "/etc/ssh/sshd_config.d"):
             self.outside(inside).mkdir(parents=True, exist_ok=True)
         privsep = self.outside("/run/sshd")

@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -185,6 +186,14 @@ class Lab:
             bad = [c for c in h.dp_cores if c >= ncpu]
             if bad:
                 raise TopologyError(f"host {h.name}: dp_cores {bad} do not exist on this machine ({ncpu} cores)")
+        from orchestrator.lab.hostnode import HOST_DIRS
+
+        code = [Path(sys.prefix).resolve(), Path(__file__).resolve().parents[2]]
+        for target in HOST_DIRS:
+            hidden = [str(p) for p in code if p == Path(target) or Path(target) in p.parents]
+            if hidden:
+                raise LabError(f"the lab's hosts run vnfctl from {hidden[0]}, which a lab host does not see "
+                               f"({target} is its own there): use a checkout and venv elsewhere")
         if os.environ.get("VNFCTL_REQUIRE_KVM") == "1":
             for h in self.topology.hosts:
                 choice = self.accel(h.name)
@@ -329,8 +338,6 @@ class Lab:
         procs.wait_for(listening, 20, f"{name} on {addr}:{port}")
 
     def _build_services(self) -> None:
-        import sys
-
         # The controller's place: its network namespace is the mgmt endpoint's; in its mount
         # namespace the hosts' own directories (and their mount namespaces) are hidden.
         procs.ensure_private_dir_mount(self.run_dir / "mnt")
