@@ -60,3 +60,35 @@ def check(target: SshTarget) -> str:
     ok = client.get_transport() is not None and client.get_transport().is_authenticated()
     client.close()
     return "ok" if ok else "not authenticated"
+
+
+def run(client: paramiko.SSHClient, host: str, command: str, stdin: str | None = None,
+        timeout: float = 15.0) -> tuple[int, str, str]:
+    """Run one command line on an authenticated connection: (exit status, stdout, stderr).
+    SshError naming the host when the connection fails or the command does not end in time."""
+    try:
+        transport = client.get_transport()
+        if transport is None or not transport.is_active():
+            raise SshError(f"{host}: the SSH connection is closed")
+        chan = transport.open_session(timeout=timeout)
+        chan.settimeout(timeout)
+        chan.exec_command(command)
+        if stdin is not None:
+            chan.sendall(stdin.encode())
+        chan.shutdown_write()
+        out, err = bytearray(), bytearray()
+        while True:
+            data = chan.recv(65536)
+            if not data:
+                break
+            out += data
+        while chan.recv_stderr_ready() or not chan.exit_status_ready():
+            data = chan.recv_stderr(65536)
+            if not data:
+                break
+            err += data
+        status = chan.recv_exit_status()
+        chan.close()
+    except (OSError, paramiko.SSHException) as exc:
+        raise SshError(f"{host}: ssh {command.split()[0]}: {exc or type(exc).__name__}") from None
+    return status, out.decode(errors="replace"), err.decode(errors="replace")

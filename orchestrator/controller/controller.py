@@ -10,19 +10,29 @@ from pathlib import Path
 from orchestrator.agent.client import AgentClient
 from orchestrator.controller import http
 from orchestrator.controller.inventory import FunctionSpec, HostEntry, Inventory, load_inventory
-from orchestrator.controller.network import NetnsRouter, routers_of
+from orchestrator.controller.routing import FunctionRoutes
 from orchestrator.controller.state import State
 from orchestrator.errors import InputError, SshError, VnfctlError
+from orchestrator.routers.api import Router
+from orchestrator.routers.frr import FrrRouter
+from orchestrator.routers.netns import NetnsRouter
 from orchestrator.virt.accel import AccelChoice, KvmFacts, choose_accel, requested_accel
 from orchestrator.virt.domain import CpGuestSpec, mac_for
 from orchestrator.virt.libvirt_host import Hypervisor
 from orchestrator.virt.pinned_ssh import ensure_wrapper, pinned_uri
 
 
+ROUTER_DRIVERS = {
+    "frr": lambda e: FrrRouter(e.name, e.ssh, e.data_bridge),
+    "netns": lambda e: NetnsRouter(e.name, e.netns, e.data_bridge),
+}
+
+
 class Controller:
     def __init__(self, inventory: Inventory, state: State):
         self.inventory, self.state = inventory, state
-        self.routers: dict[str, NetnsRouter] = routers_of(inventory)
+        self.routers: dict[str, Router] = {r.name: ROUTER_DRIVERS[r.driver](r) for r in inventory.routers}
+        self.routing = FunctionRoutes(self.routers, inventory.routers, inventory.route_strategy)
         self._agents: dict[str, AgentClient] = {}
         self._hypervisors: dict[str, Hypervisor] = {}
         self._accel: dict[str, AccelChoice] = {}
@@ -41,6 +51,8 @@ class Controller:
         for hv in self._hypervisors.values():
             hv.close()
         self._hypervisors.clear()
+        for router in self.routers.values():
+            router.close()
         self.state.close()
 
     # -- doors ------------------------------------------------------------------------------
@@ -93,7 +105,7 @@ class Controller:
             raise InputError(f"function {spec.name}: its spec names no CP image (cp: image: NAME@VERSION)")
         return self.agent(host).call("fetch_image", name=spec.image_name, version=spec.image_version)
 
-    def router_of(self, host: str) -> NetnsRouter:
+    def router_of(self, host: str) -> Router:
         return self.routers[self.host(host).router]
 
     def http(self, method: str, url: str, body=None):

@@ -13,7 +13,6 @@ from orchestrator.agent.cores import CoreAllocationError
 from orchestrator.controller.controller import Controller
 from orchestrator.controller.http import HttpError
 from orchestrator.controller.inventory import FunctionSpec
-from orchestrator.controller.network import plan_function_routes
 from orchestrator.controller.steps import Runner, Step
 from orchestrator.errors import InputError, VnfctlError
 from orchestrator.virt.domain import domain_xml
@@ -112,14 +111,19 @@ def deploy(ctl: Controller, spec: FunctionSpec, host: str, progress=lambda msg: 
         return f"pid {rec['pid']} cores {rec['cores']} ({rec['core_mask']})"
 
     def routes():
-        plan = plan_function_routes(ctl.inventory.routers, entry.router)
-        for name, rspec in plan.items():
-            ctl.routers[name].set_route(spec.service_ip, rspec)
-        return ", ".join(f"{n}: {r.describe()}" for n, r in plan.items())
+        try:
+            converged = ctl.routing.move(spec.service_ip, None, entry.router)
+        except BaseException:
+            ctl.routing.withdraw(spec.service_ip)     # a half-made route is this step's own to undo
+            raise
+        out["route_convergence_ms"] = max(converged.values())
+        for router, ms in converged.items():
+            ctl.state.journal(None, spec.name, "deploy:routes", "converged", ms, f"router {router}")
+        return (f"{ctl.inventory.route_strategy}: " +
+                ", ".join(f"{n}: {d} at {converged[n]:.0f} ms" for n, d in ctl.routing.state(spec.service_ip).items()))
 
     def unroute():
-        for r in ctl.routers.values():
-            r.remove_route(spec.service_ip)
+        ctl.routing.withdraw(spec.service_ip)
 
     def steering():
         if spec.steering_mark is None:
@@ -162,8 +166,8 @@ def undeploy(ctl: Controller, name: str, progress=lambda msg: None) -> dict:
     stopped = agent.call("stop_dp", dp=spec.dp, deadline_s=2.0)
     agent.call("unregister_cp", vm=spec.vm)
     ctl.hypervisor(host).destroy_guest(spec.vm)
+    ctl.routing.withdraw(spec.service_ip)
     for r in ctl.routers.values():
-        r.remove_route(spec.service_ip)
         r.remove_steering(spec.name)
     ctl.state.forget(name)
     return {"function": name, "host": host, "dp": stopped}

@@ -17,8 +17,14 @@ against the same ``ssh.known_hosts``; the URI is built from the ``ssh`` entry wh
         dp_cores: [8, 9, 10, 11]
         data_interface: ens2f1
         accel: auto                            # auto | kvm | tcg (VNFCTL_ACCEL overrides)
+    route_strategy: bgp                        # static | bgp
     routers:
-      - {name: r1, netns: vnf-r1, data_bridge: data, peers: {r2: 10.10.0.2}}
+      - name: r1
+        driver: frr                            # frr (over SSH) | netns (lab only: netns: NAME)
+        ssh: {address: 10.10.1.1, user: root, key: ~/.ssh/id_ed25519, known_hosts: ~/.ssh/known_hosts}
+        asn: 65001                             # bgp strategy
+        data_bridge: data                      # its interface toward the hosts' DPs
+        peers: {r2: 10.10.0.2}                 # each peer router's address on the link to it
 
     functions:                                  # a function spec file
       - name: fa
@@ -60,12 +66,19 @@ class HostEntry:
     accel: str = "auto"
 
 
+ROUTER_DRIVERS = ("frr", "netns")
+ROUTE_STRATEGIES = ("static", "bgp")
+
+
 @dataclass(frozen=True)
 class RouterEntry:
     name: str
-    netns: str
-    data_bridge: str = "data"
+    driver: str = "frr"                          # frr (over SSH) | netns (lab only)
+    netns: str | None = None                     # netns driver: the namespace
+    ssh: SshTarget | None = None                 # frr driver: how to reach it
+    data_bridge: str = "data"                    # its interface toward the hosts' DPs
     peers: dict = field(default_factory=dict)   # other router -> its address on our link
+    asn: int | None = None                       # its BGP AS (bgp strategy)
 
 
 @dataclass(frozen=True)
@@ -76,6 +89,7 @@ class Inventory:
     control_url: str
     guest_network: str = "10.20.0.0/24"
     source: str = ""
+    route_strategy: str = "static"
 
     @property
     def guest_gateway(self) -> str:
@@ -199,17 +213,56 @@ def check_libvirt_uri(uri, where: str) -> str:
     return uri
 
 
+def _ssh_target(ssh, name: str, where: str) -> SshTarget:
+    if not isinstance(ssh, dict):
+        raise InputError(f"{where}: 'ssh' must be a mapping (address, user, key, known_hosts)")
+    address = _req(ssh, "address", f"{where} ssh", None)
+    try:
+        address = str(ipaddress.ip_address(address))
+    except ValueError:
+        raise InputError(f"{where}: ssh address {address!r} is not an IP address") from None
+    port = ssh.get("port", 22)
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise InputError(f"{where}: ssh port must be a TCP port number")
+    user = ssh.get("user", "root")
+    if not isinstance(user, str) or not re.match(r"^[a-z_][a-z0-9_-]{0,31}$", user):
+        raise InputError(f"{where}: ssh user {user!r} is not a user name")
+    return SshTarget(name, address, Path(_req(ssh, "key", f"{where} ssh")).expanduser(),
+                     Path(_req(ssh, "known_hosts", f"{where} ssh")).expanduser(), user, port)
+
+
+def _parse_router(r, source: str) -> RouterEntry:
+    name = _req(r, "name", f"inventory {source}: router")
+    where = f"inventory {source}: router {name}"
+    peers = r.get("peers") or {}
+    if not isinstance(peers, dict) or not all(isinstance(k, str) for k in peers):
+        raise InputError(f"{where}: 'peers' must map router names to addresses")
+    try:
+        peers = {k: str(ipaddress.IPv4Address(v)) for k, v in peers.items()}
+    except ValueError as exc:
+        raise InputError(f"{where}: peers: {exc}") from None
+    driver = r.get("driver", "netns" if "netns" in r else "frr")
+    if driver not in ROUTER_DRIVERS:
+        raise InputError(f"{where}: driver must be one of {', '.join(ROUTER_DRIVERS)}, not {driver!r}")
+    netns = _req(r, "netns", where) if driver == "netns" else None
+    ssh = _ssh_target(_req(r, "ssh", where, dict), name, where) if driver == "frr" else None
+    asn = r.get("asn")
+    if asn is not None and (isinstance(asn, bool) or not isinstance(asn, int) or not 0 < asn < 2 ** 32):
+        raise InputError(f"{where}: asn must be a BGP AS number")
+    bridge = r.get("data_bridge", "data")
+    if not isinstance(bridge, str) or not re.match(r"^[A-Za-z0-9_.-]{1,15}$", bridge):
+        raise InputError(f"{where}: data_bridge must be an interface name")
+    return RouterEntry(name, driver, netns, ssh, bridge, peers, asn)
+
+
 def parse_inventory(doc, source: str = "<inventory>") -> Inventory:
     if not isinstance(doc, dict):
         raise InputError(f"inventory {source}: must be a mapping")
-    hosts, routers = [], []
-    for r in doc.get("routers") or []:
-        name = _req(r, "name", f"inventory {source}: router")
-        peers = r.get("peers") or {}
-        if not isinstance(peers, dict):
-            raise InputError(f"inventory {source}: router {name}: 'peers' must map router names to addresses")
-        routers.append(RouterEntry(name, _req(r, "netns", f"router {name}"), r.get("data_bridge", "data"),
-                                   {k: str(ipaddress.IPv4Address(v)) for k, v in peers.items()}))
+    hosts = []
+    raw_routers = doc.get("routers") or []
+    if not isinstance(raw_routers, list):
+        raise InputError(f"inventory {source}: 'routers' must be a list")
+    routers = [_parse_router(r, source) for r in raw_routers]
     router_names = {r.name for r in routers}
     for h in doc.get("hosts") or []:
         name = _req(h, "name", f"inventory {source}: host")
@@ -217,21 +270,12 @@ def parse_inventory(doc, source: str = "<inventory>") -> Inventory:
         router = _req(h, "router", where)
         if router not in router_names:
             raise InputError(f"{where}: unknown router '{router}'")
-        ssh = _req(h, "ssh", where, dict)
-        address = _req(ssh, "address", f"{where} ssh")
-        try:
-            ipaddress.ip_address(address)
-        except ValueError:
-            raise InputError(f"{where}: ssh address {address!r} is not an IP address") from None
+        target = _ssh_target(_req(h, "ssh", where, dict), name, where)
+        address = target.address
         cores = h.get("dp_cores", [])
-        if not isinstance(cores, list) or not all(isinstance(c, int) and c >= 0 for c in cores):
+        if not isinstance(cores, list) or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0
+                                                  for c in cores):
             raise InputError(f"{where}: dp_cores must be a list of core numbers")
-        port = ssh.get("port", 22)
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
-            raise InputError(f"{where}: ssh port must be a TCP port number")
-        target = SshTarget(name, address, Path(_req(ssh, "key", f"{where} ssh")).expanduser(),
-                           Path(_req(ssh, "known_hosts", f"{where} ssh")).expanduser(),
-                           ssh.get("user", "root"), port)
         uri = check_libvirt_uri(h["libvirt_uri"], where) if h.get("libvirt_uri") else ssh_uri(target)
         accel = h.get("accel", "auto")
         if accel not in ACCELS:
@@ -242,12 +286,25 @@ def parse_inventory(doc, source: str = "<inventory>") -> Inventory:
         raise InputError(f"inventory {source}: no hosts")
     _unique([h.name for h in hosts], "host", f"inventory {source}")
     _unique([r.name for r in routers], "router", f"inventory {source}")
+    for r in routers:
+        unknown = [p for p in r.peers if p not in router_names]
+        if unknown:
+            raise InputError(f"inventory {source}: router {r.name}: unknown peer router(s) {', '.join(unknown)}")
     try:
         guest_net = str(ipaddress.IPv4Network(doc.get("guest_network", "10.20.0.0/24")))
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise InputError(f"inventory {source}: guest_network: {exc}") from None
+    strategy = doc.get("route_strategy", "static")
+    if strategy not in ROUTE_STRATEGIES:
+        raise InputError(f"inventory {source}: route_strategy must be one of {', '.join(ROUTE_STRATEGIES)}, "
+                         f"not {strategy!r}")
+    if strategy == "bgp":
+        bad = [r.name for r in routers if r.driver != "frr" or r.asn is None]
+        if bad:
+            raise InputError(f"inventory {source}: route_strategy bgp needs every router on the frr driver with "
+                             f"an asn (not: {', '.join(bad)})")
     return Inventory(tuple(hosts), tuple(routers), _req(doc, "store_url", f"inventory {source}"),
-                     _req(doc, "control_url", f"inventory {source}"), guest_net, source)
+                     _req(doc, "control_url", f"inventory {source}"), guest_net, source, strategy)
 
 
 def load_inventory(path: Path | str) -> Inventory:

@@ -9,7 +9,9 @@
                          switchover and puts the source DP in standby; break-before-make stops the
                          source DP, then starts the target DP (the seed's order)
     host_tables     S603 VM-CP / CP-DP tables on both hosts (the CP's relay moves with it)
-    routes          S17/S18, S104-S106, S202-S204: host route for the function IP on every router
+    routes          S17/S18, S104-S106, S202-S204: the function IP's host route follows it (static on
+                         every router, or announced at the target's router by BGP), new before
+                         old, and every router's FIB is checked; per-router convergence journaled
     steering        S302-S309, S404/S405: the function's steering rule moves to the target's router
     announce_arp    example 4: the DP's gratuitous ARP; neighbours' ARP caches checked
     verify          the CP's state continued on the target (same boot, counter moved on); the
@@ -27,7 +29,6 @@ from dataclasses import dataclass, field
 from orchestrator.agent.cores import CoreAllocationError
 from orchestrator.controller.controller import Controller
 from orchestrator.controller.deploy import program_manifest
-from orchestrator.controller.network import plan_function_routes
 from orchestrator.controller.steps import Runner, Step, StepRecord
 from orchestrator.errors import InputError, VnfctlError
 from orchestrator.virt.accel import AccelChoice
@@ -55,6 +56,7 @@ class MigrationReport:
     cores_after: list[int] = field(default_factory=list)
     core_mask_after: str = ""
     routes_ok: bool = False
+    route_convergence_ms: dict = field(default_factory=dict)   # router -> ms until its FIB led to the target
     steering_ok: bool = False
     arp_ok: bool = False
     policy_preserved: bool = False
@@ -68,7 +70,8 @@ class MigrationReport:
                 "total_ms": round(self.total_ms, 1), "cp_downtime_ms": self.cp_downtime_ms,
                 "cp_postcopy": self.cp_postcopy, "cp_continuity": self.cp_continuity,
                 "cores_before": self.cores_before, "cores_after": self.cores_after,
-                "core_mask_after": self.core_mask_after, "routes_ok": self.routes_ok, "steering_ok": self.steering_ok,
+                "core_mask_after": self.core_mask_after, "routes_ok": self.routes_ok,
+                "route_convergence_ms": self.route_convergence_ms, "steering_ok": self.steering_ok,
                 "arp_ok": self.arp_ok, "policy_preserved": self.policy_preserved,
                 "policy_version": self.policy_version, "migration_id": self.migration_id,
                 "steps": [{"step": s.name, "ms": round(s.ms, 1), "ok": s.ok, "detail": s.detail} for s in self.steps]}
@@ -203,7 +206,7 @@ def migrate_function(ctl: Controller, name: str, dst: str, handover: str = "make
             # never left without an active DP on its path (S104-S106 are re-checked in 'routes').
             d_agent().call("activate_dp", dp=spec.dp)
             try:
-                set_routes(d_entry.router)
+                ctx["handover_convergence"] = set_routes(d_entry.router)
                 s_agent().call("deactivate_dp", dp=spec.dp)
             except BaseException:
                 set_routes(s_entry.router)
@@ -246,19 +249,30 @@ def migrate_function(ctl: Controller, name: str, dst: str, handover: str = "make
         d_agent().call("unregister_cp", vm=spec.vm)
 
     # -- S17/S18 forwarding tables --------------------------------------------------------------
-    def set_routes(target_router: str) -> str:
-        plan = plan_function_routes(ctl.inventory.routers, target_router)
-        for rname, rspec in plan.items():
-            ctl.routers[rname].set_route(spec.service_ip, rspec)
-        return ", ".join(f"{n}: {r.describe()}" for n, r in plan.items())
+    def set_routes(target_router: str) -> dict[str, float]:
+        """Move the function's host route to ``target_router`` (from wherever it leads now) and
+        journal when each router's FIB converged."""
+        here = ctx.get("routes_at", s_entry.router)
+        # NOTE: recorded before the move: if it fails half-way, moving back from here also takes
+        # away what was announced at the target.
+        ctx["routes_at"] = target_router
+        converged = ctl.routing.move(spec.service_ip, here, target_router)
+        for router, ms in converged.items():
+            ctl.state.journal(mig, name, "routes", "converged", ms, f"router {router} -> {target_router}")
+        return converged
 
     def routes():
-        detail = set_routes(d_entry.router)
-        plan = plan_function_routes(ctl.inventory.routers, d_entry.router)
-        report.routes_ok = all(ctl.routers[n].route(spec.service_ip) == r for n, r in plan.items())
+        if ctx.get("routes_at") != d_entry.router:
+            report.route_convergence_ms = set_routes(d_entry.router)
+        elif not report.route_convergence_ms:
+            report.route_convergence_ms = ctx.get("handover_convergence", {})
+        report.routes_ok = ctl.routing.converged(spec.service_ip, d_entry.router)
+        detail = ", ".join(f"{n}: {d}" for n, d in ctl.routing.state(spec.service_ip).items())
         if not report.routes_ok:
-            raise VnfctlError(f"function {name}: routers do not hold the planned routes ({detail})")
-        return detail + (" (crossed to another router: both updated)" if d_entry.router != s_entry.router else "")
+            raise VnfctlError(f"function {name}: the routers do not all lead to {dst} ({detail})")
+        slowest = max(report.route_convergence_ms.values(), default=0)
+        return (f"{ctl.inventory.route_strategy}: {detail}; slowest router converged in {slowest:.0f} ms"
+                + (" (crossed to another router)" if d_entry.router != s_entry.router else ""))
 
     # -- S302-S309 / S404-S405 steering -------------------------------------------------------------
     def steering():
@@ -319,7 +333,11 @@ def migrate_function(ctl: Controller, name: str, dst: str, handover: str = "make
 
         got = wait_for(after, 15.0, 0.1)
         if got is None:
-            raise VnfctlError(f"function {name}: CP {spec.vm} does not report on {dst}")
+            seen = d_agent().call("cp_report", vm=spec.vm)
+            age = f"{time.time() - seen['report_at']:.1f}s ago" if seen.get("report_at") else "never"
+            raise VnfctlError(f"function {name}: CP {spec.vm} does not report on {dst} (channel "
+                              f"{'connected' if seen['connected'] else 'not connected'}, "
+                              f"{seen.get('connections')} connection(s), last report {age})")
         report.cp_continuity, detail = continuity(before, got)
         if not report.cp_continuity:
             raise VnfctlError(f"function {name}: CP {spec.vm} did not continue on {dst}: {detail}")

@@ -11,7 +11,11 @@ one failed (a host whose agent is down still gets its libvirt checked). What eac
     host dp cores       cores offered to DPs, and how many are free
     host store          the host reaches the program store, whose key it trusts, and the store's
                         manifests verify under it
-    router table        the router is reachable and its forwarding table readable
+    router ssh          (frr) SSH reaches the router and its key is the pinned one
+    router vtysh        (frr) FRR's shell answers
+    router bgp          (bgp strategy) every BGP session is established
+    router table        its forwarding table is readable
+    router steering     its nftables (the steering rules' home) is readable
 """
 
 from __future__ import annotations
@@ -109,11 +113,8 @@ def check_host(ctl: Controller, name: str) -> list[Verdict]:
 
 
 def check_router(ctl: Controller, name: str) -> list[Verdict]:
-    def table():
-        routes = ctl.routers[name].forwarding_table()
-        return True, f"{len(routes)} route(s) readable"
-
-    return [_run(f"router {name}", "table", table)]
+    checks = ctl.routers[name].checks(bgp=ctl.inventory.route_strategy == "bgp")
+    return [Verdict(f"router {name}", c.check, c.ok, c.detail) for c in checks]
 
 
 def site_check(ctl: Controller) -> list[Verdict]:

@@ -4,7 +4,8 @@ import pytest
 import yaml
 
 from orchestrator.controller.inventory import parse_functions, parse_inventory
-from orchestrator.controller.network import RouteSpec, plan_function_routes
+from orchestrator.routers.api import RouteSpec
+from orchestrator.routers.planning import expected_fib
 from orchestrator.errors import InputError
 
 INV = yaml.safe_load("""
@@ -112,5 +113,5 @@ def test_functions_parse_and_validate():
 
 def test_function_routes_follow_the_router_chain():
     inv = parse_inventory(INV, "inv.yaml")
-    plan = plan_function_routes(inv.routers, "r3")
+    plan = expected_fib(inv.routers, "r3")
     assert plan == {"r3": RouteSpec(dev="data"), "r2": RouteSpec(via="10.10.0.6"), "r1": RouteSpec(via="10.10.0.2")}

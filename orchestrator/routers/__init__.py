@@ -1,0 +1,1 @@
+"""Routers: one interface (``api.Router``) and its drivers (``frr``, ``netns``, ``fake``)."""

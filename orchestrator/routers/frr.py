@@ -1,0 +1,203 @@
+"""The ``frr`` router driver: a Linux router running FRR, driven as an operator would drive one.
+
+It is reached over SSH with its host key pinned (paramiko, unknown keys refused), and uses
+only the router's own tools:
+
+- routes: ``vtysh`` configures static /32 routes (``ip route IP/32 IFACE|NEXTHOP`` in staticd,
+  redistributed into BGP where the site's strategy is ``bgp``) and reads FRR's view with
+  ``show ip route IP/32 json``; the FIB in use is read from the kernel with ``ip -j route``;
+- neighbours: ``ip -j neigh`` (the kernel's ARP cache on the data side);
+- steering: nftables (``nft -f -``, ``nft -j list``).
+
+One SSH connection per router per controller command; each operation is one command line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import shlex
+
+import paramiko
+
+from orchestrator import ssh
+from orchestrator.errors import SshError
+from orchestrator.routers import steering as nft
+from orchestrator.routers.api import FibRoute, NetworkError, Router, RouterCheck, RouteSpec
+
+
+class FrrRouter(Router):
+    def __init__(self, name: str, target: ssh.SshTarget, data_bridge: str = "data"):
+        self.name, self.target, self.data_bridge = name, target, data_bridge
+        self._client: paramiko.SSHClient | None = None
+
+    # -- the connection ---------------------------------------------------------------------
+    def _ssh(self) -> paramiko.SSHClient:
+        if self._client is None or self._client.get_transport() is None or \
+                not self._client.get_transport().is_active():
+            try:
+                self._client = ssh.connect(self.target)
+            except SshError as exc:
+                raise NetworkError(f"router {self.name}: {exc}") from None
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def _run(self, argv: list[str], what: str, stdin: str | None = None) -> str:
+        try:
+            status, out, err = ssh.run(self._ssh(), f"router {self.name}", shlex.join(argv), stdin)
+        except SshError as exc:
+            raise NetworkError(f"router {self.name}: {exc}") from None
+        # NOTE: vtysh reports a refused command as a '% ...' line, not always with a non-zero exit.
+        refused = [ln.strip() for ln in (err + "\n" + out).splitlines() if ln.strip().startswith("%")]
+        if status != 0 or (argv[0] == "vtysh" and refused):
+            reason = (refused or [ln.strip() for ln in err.splitlines() if ln.strip()] or [f"exit {status}"])[0]
+            raise NetworkError(f"router {self.name}: {what}: {reason}")
+        return out
+
+    def _vtysh(self, *commands: str, what: str) -> str:
+        argv = ["vtysh"]
+        for c in commands:
+            argv += ["-c", c]
+        return self._run(argv, what)
+
+    def _json(self, argv: list[str], what: str):
+        out = self._run(argv, what)
+        try:
+            return json.loads(out) if out.strip() else None
+        except ValueError:
+            raise NetworkError(f"router {self.name}: {what}: not JSON: {out.strip()[:80]!r}") from None
+
+    # -- host routes ----------------------------------------------------------------------
+    @staticmethod
+    def _static(ip: str, spec: RouteSpec) -> str:
+        return f"ip route {ip}/32 {spec.dev or spec.via}" + (f" tag {spec.tag}" if spec.tag is not None else "")
+
+    def _frr_routes(self, ip: str) -> list[dict]:
+        doc = self._json(["vtysh", "-c", f"show ip route {ip}/32 json"], f"show ip route {ip}/32") or {}
+        return doc.get(f"{ip}/32", [])
+
+    @staticmethod
+    def _specs(entry: dict) -> list[RouteSpec]:
+        out, tag = [], entry.get("tag")
+        for hop in entry.get("nexthops", []):
+            if hop.get("ip"):
+                out.append(RouteSpec(via=hop["ip"], tag=tag))
+            elif hop.get("interfaceName"):
+                out.append(RouteSpec(dev=hop["interfaceName"], tag=tag))
+        return out
+
+    def configured(self, ip: str) -> list[RouteSpec]:
+        return [s for e in self._frr_routes(ip) if e.get("protocol") == "static" for s in self._specs(e)]
+
+    def fallback(self, ip: str) -> list[RouteSpec]:
+        return [s for e in self._frr_routes(ip) if e.get("protocol") not in ("static", "connected")
+                for s in self._specs(e)]
+
+    def learned(self, ip: str) -> list[RouteSpec]:
+        """Every path to ``ip`` in the BGP table from a peer, best or not (zebra's RIB only gets
+        the best one, and BGP keeps the older of equal paths in use)."""
+        doc = self._json(["vtysh", "-c", f"show bgp ipv4 unicast {ip}/32 json"], f"BGP table for {ip}/32") or {}
+        out = []
+        for path in doc.get("paths") or []:
+            for hop in path.get("nexthops") or []:
+                addr = hop.get("ip")
+                if addr and addr != "0.0.0.0" and RouteSpec(via=addr) not in out:
+                    out.append(RouteSpec(via=addr))
+        return out
+
+    def set_route(self, ip: str, spec: RouteSpec) -> None:
+        ipaddress.IPv4Address(ip)
+        # NOTE: staticd changes the same path with another tag in place: removing it "as the old
+        # one" would remove the new one too.
+        old = [s for s in self.configured(ip) if not s.same_path(spec)]
+        # NOTE: the new route first, then the old ones out, in one vtysh run: the router is never
+        # without a static route for the IP while it changes.
+        self._vtysh("configure terminal", self._static(ip, spec), *(f"no {self._static(ip, s)}" for s in old),
+                    what=f"route {ip}/32 {spec.describe()}")
+
+    def remove_route(self, ip: str) -> None:
+        ipaddress.IPv4Address(ip)
+        old = self.configured(ip)
+        if old:
+            self._vtysh("configure terminal", *(f"no {self._static(ip, s)}" for s in old),
+                        what=f"remove route {ip}/32")
+
+    def route(self, ip: str) -> FibRoute | None:
+        found = self._json(["ip", "-j", "route", "show", "exact", f"{ip}/32"], f"read the FIB for {ip}") or []
+        for r in found:
+            return FibRoute(None if r.get("gateway") else r.get("dev"), r.get("gateway"), str(r.get("protocol", "")))
+        return None
+
+    def forwarding_table(self) -> list[str]:
+        found = self._json(["ip", "-j", "route", "show"], "read the FIB") or []
+        return [f"{r.get('dst')} " + (f"via {r['gateway']}" if r.get("gateway") else f"dev {r.get('dev')}")
+                + f" ({r.get('protocol', '?')})" for r in found]
+
+    # -- neighbours -----------------------------------------------------------------------
+    def neighbour_mac(self, ip: str) -> str | None:
+        found = self._json(["ip", "-j", "neigh", "show", "to", ip, "dev", self.data_bridge], f"ARP cache for {ip}") or []
+        for n in found:
+            if n.get("lladdr") and not set(n.get("state") or []) & {"FAILED", "INCOMPLETE"}:
+                return n["lladdr"]
+        return None
+
+    def forget_neighbour(self, ip: str) -> None:
+        try:
+            self._run(["ip", "neigh", "del", ip, "dev", self.data_bridge], f"forget {ip}")
+        except NetworkError:
+            pass  # no entry
+
+    # -- steering ---------------------------------------------------------------------------
+    def install_steering(self, function: str, ip: str, port: int, mark: int) -> None:
+        self._run(["nft", "-f", "-"], f"steering rule of {function}", stdin=nft.ruleset(function, ip, port, mark))
+
+    def remove_steering(self, function: str) -> None:
+        if self.steering(function) is not None:
+            self._run(["nft", "delete", "table", "ip", nft.table(function)], f"remove steering of {function}")
+
+    def steering(self, function: str) -> dict | None:
+        try:
+            doc = self._json(["nft", "-j", "list", "table", "ip", nft.table(function)], f"steering of {function}")
+        except NetworkError:
+            return None
+        return nft.parse(doc or {})
+
+    # -- preflight --------------------------------------------------------------------------
+    def checks(self, bgp: bool) -> list[RouterCheck]:
+        def one(check, fn) -> RouterCheck:
+            try:
+                ok, detail = fn()
+            except NetworkError as exc:
+                ok, detail = False, str(exc)
+            return RouterCheck(check, ok, detail)
+
+        out = [one("ssh", lambda: (self._ssh() is not None,
+                                   f"{self.target.user}@{self.target.address}:{self.target.port}, host key verified"))]
+        if not out[0].ok:
+            return out + [RouterCheck(c, False, "not checked: no SSH") for c in ("vtysh", "table", "steering")]
+
+        def vtysh():
+            version = self._vtysh("show version", what="vtysh").strip().splitlines()
+            return True, version[0] if version else "answers"
+
+        def sessions():
+            doc = self._json(["vtysh", "-c", "show bgp summary json"], "BGP summary") or {}
+            peers = (doc.get("ipv4Unicast") or {}).get("peers") or {}
+            if not peers:
+                return False, "no BGP peers configured"
+            down = {p: v.get("state") for p, v in peers.items() if v.get("state") != "Established"}
+            if down:
+                return False, "not established: " + ", ".join(f"{p} ({s})" for p, s in down.items())
+            return True, f"{len(peers)} session(s) established: {', '.join(peers)}"
+
+        out.append(one("vtysh", vtysh))
+        if bgp:
+            out.append(one("bgp", sessions))
+        out.append(one("table", lambda: (True, f"{len(self.forwarding_table())} route(s) readable")))
+        out.append(one("steering", lambda: (self._run(["nft", "list", "tables"], "nft") is not None,
+                                            "nftables readable")))
+        return out
