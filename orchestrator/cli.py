@@ -74,9 +74,11 @@ def _render_status(doc) -> None:
     out.print(t)
     for h in doc["hosts"]:
         out.print(f"  accel {h['name']}: {h['accel']} because {h['accel_reason']}", highlight=False)
-    r = Table("router", "netns", "lan", "data", "routes", box=None, header_style="bold")
+    r = Table("router", "netns", "asn", "frr", "sshd", "lan", "data", "routes", box=None, header_style="bold")
     for x in doc["routers"]:
-        r.add_row(x["name"], x["netns"] if x["netns_up"] else "-", x["lan"], x["data"], "\n".join(x["routes"]))
+        frr = ",".join(d for d, pid in x["frr"].items() if pid) or "down"
+        r.add_row(x["name"], x["netns"] if x["netns_up"] else "-", str(x["asn"]), frr,
+                  f"pid {x['sshd']}" if x["sshd"] else "down", x["lan"], x["data"], "\n".join(x["routes"]))
     out.print(r)
     e = Table("endpoint", "router", "address", "netns", box=None, header_style="bold")
     for x in doc["endpoints"]:
@@ -121,12 +123,13 @@ def cmd_demo(args) -> int:
 
     def render(d):
         t = Table("src", "dst", "handover", "total ms", "CP downtime ms", "DP gap ms", "lost", "cores", "routes",
-                  "ARP", "steering", "policy", "CP state", box=None, header_style="bold")
+                  "route conv. ms", "ARP", "steering", "policy", "CP state", box=None, header_style="bold")
         yes = lambda v: "[green]yes[/green]" if v else "[red]NO[/red]"  # noqa: E731
         for h in d["hops"]:
             t.add_row(h["src"], h["dst"], h["handover"], f"{h['total_ms']:.0f}", str(h["cp_downtime_ms"]),
                       f"{h['dp_gap_ms']:.0f}", str(h["lost"]), f"{h['cores_before']}->{h['cores_after']}",
-                      yes(h["routes_ok"]), yes(h["arp_ok"]), yes(h["steering_ok"]), yes(h["policy_preserved"]),
+                      yes(h["routes_ok"]), "-" if h["route_convergence_ms"] is None else f"{h['route_convergence_ms']:.0f}",
+                      yes(h["arp_ok"]), yes(h["steering_ok"]), yes(h["policy_preserved"]),
                       "continued" if h["cp_continuity"] else "[red]LOST[/red]")
         out.print(t)
 

@@ -9,7 +9,7 @@ PACKAGES=(
   libvirt-daemon libvirt-daemon-driver-qemu libvirt-clients libvirt-dev pkg-config
   qemu-system-x86 qemu-utils linux-image-amd64 busybox-static debootstrap cpio gzip
   openssh-server openssh-client iproute2 iputils-ping arping nftables util-linux procps
-  python3-venv python3-dev gcc dpdk-dev
+  python3-venv python3-dev gcc dpdk-dev frr tcpdump
 )
 
 if [ "$(id -u)" != 0 ]; then

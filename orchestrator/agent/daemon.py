@@ -340,7 +340,7 @@ class Agent:
         if relay is None:
             raise AgentError(f"CP guest {vm} is not registered on host {self.config.host}")
         return {"vm": vm, "connected": relay.connected, "report": relay.report, "report_at": relay.report_at,
-                "table_version": relay.table[0] if relay.table else None}
+                "table_version": relay.table[0] if relay.table else None, "connections": relay.reconnects}
 
 
 class _Handler(socketserver.StreamRequestHandler):

@@ -4,6 +4,10 @@ report and policy table, and hands every new table to the DP through shared memo
 The CP owns the table; the relay only carries it. On (re)connect it asks the CP to send its
 table at once ("sync"), so a DP started next to a running CP gets the full table within one
 round trip, and after a live migration the relay on the new host picks the table up the same way.
+
+A CP reports every 200 ms. A connection that stays silent for ``SILENT_S`` is dropped and made
+again: QEMU tells the guest that its host end (re)opened, which wakes a port whose writes were
+left waiting across a migration.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ from pathlib import Path
 from typing import Callable
 
 from orchestrator.virt.channel import parse_lines
+
+SILENT_S = 2.0
 
 
 class CpRelay(threading.Thread):
@@ -30,6 +36,7 @@ class CpRelay(threading.Thread):
         self._sock: socket.socket | None = None
         self._synced_at = 0.0
         self._lock = threading.Lock()
+        self.reconnects = 0
 
     def stop(self) -> None:
         self._stop.set()
@@ -63,13 +70,22 @@ class CpRelay(threading.Thread):
             with self._lock:
                 self._sock = sock
             self.connected = True
+            self.reconnects += 1
             self._sync()
             buf = b""
+            heard = time.monotonic()
+            sock.settimeout(0.5)
             try:
                 while not self._stop.is_set():
-                    chunk = sock.recv(65536)
+                    try:
+                        chunk = sock.recv(65536)
+                    except socket.timeout:
+                        if time.monotonic() - heard > SILENT_S:
+                            break       # silent: connect again (see the module's docstring)
+                        continue
                     if not chunk:
                         break
+                    heard = time.monotonic()
                     msgs, buf = parse_lines(buf + chunk)   # a partial first line is skipped there
                     for m in msgs:
                         self._handle(m)

@@ -94,7 +94,10 @@ def _hops(lab: Lab, ctl: Controller, spec, path: list[str], handovers: list[str]
                      "cp_downtime_ms": rep.cp_downtime_ms, "dp_gap_ms": seen["gap_ms"], "lost": seen["lost"],
                      "probe_sent": seen["sent"], "cores_before": len(rep.cores_before),
                      "cores_after": len(rep.cores_after), "core_mask_after": rep.core_mask_after,
-                     "routes_ok": rep.routes_ok, "arp_ok": rep.arp_ok, "steering_ok": rep.steering_ok,
+                     "routes_ok": rep.routes_ok, "route_strategy": ctl.inventory.route_strategy,
+                     "route_convergence_ms": max(rep.route_convergence_ms.values(), default=None),
+                     "route_convergence_by_router": rep.route_convergence_ms,
+                     "arp_ok": rep.arp_ok, "steering_ok": rep.steering_ok,
                      "policy_preserved": rep.policy_preserved, "cp_continuity": rep.cp_continuity})
     return hops
 

@@ -1,9 +1,9 @@
 """One lab host: its directories, its private mount namespace, its libvirtd and its sshd, and its
 bring-up with the same code a real host uses.
 
-A lab host stands for a real server. In its own mount namespace every directory the project or
-its daemons keep on a host is the host's own (a bind mount of a directory of this lab host):
-/run, /etc/libvirt, /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt, /etc/ssh,
+A lab host stands for a real server (a ``Machine``). In its own mount namespace every directory
+the project or its daemons keep on a host is the host's own (a bind mount of a directory of this
+lab host): /run, /etc/libvirt, /var/lib/libvirt, /var/log/libvirt, /var/cache/libvirt, /etc/ssh,
 /root/.ssh, /etc/vnfctl, /var/lib/vnfctl, /var/cache/vnfctl, a /dev/shm tmpfs and a sysfs. So
 nothing the controller keeps (its state under /var/lib/vnfctl/labs, its image cache under
 /var/cache/vnfctl, the store) is visible on a host, and a host reaches the controller's files
@@ -18,51 +18,44 @@ import sys
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from orchestrator.agent import paths as agent_paths
 from orchestrator.errors import LabError
 from orchestrator.lab import procs
+from orchestrator.lab.machine import Machine
 from orchestrator.lab.topology import Host
 
-# Target on the host -> this lab host's own directory (relative to its root), in mount order.
-# NOTE: the rest of the file system (/usr, /opt, /tmp, the checkout of vnfctl the lab's hosts
-# run their agent from) is shared: it stands for software installed alike on every host.
-# NOTE: /var/lib/vnfctl comes last: it covers the lab's state directory (where every host's
-# own directories live), so every other bind must be made before it.
-HOST_DIRS = {
-    "/run": "run",
-    "/etc/libvirt": "etc-libvirt",
-    "/var/lib/libvirt": "lib-libvirt",
-    "/var/log/libvirt": "log-libvirt",
-    "/var/cache/libvirt": "cache-libvirt",
-    "/etc/ssh": "etc-ssh",
-    "/root/.ssh": "root-ssh",
-    "/etc/vnfctl": "etc-vnfctl",
-    "/var/cache/vnfctl": "cache-vnfctl",
-    "/var/lib/vnfctl": "vnfctl",
-}
-TMPFS = ("/dev/shm",)     # the host's own shared memory: the CP->DP policy tables live there
 CHANNEL_DIR = "/var/lib/libvirt/qemu/channel/vnfctl"
 CONSOLE_LOG_DIR = "/var/log/libvirt/qemu"
 
 
 @dataclass(frozen=True)
-class HostNode:
-    lab: str
+class HostNode(Machine):
     host: Host
-    netns: str
-    root: Path     # this host's own directory tree
-    mntns: Path    # its persistent mount-namespace file
 
-    # -- paths as the root mount namespace sees them ---------------------------------------
-    def outside(self, inside: str | Path) -> Path:
-        """Translate a path inside the host's mount namespace to the same file seen from here
-        (the lab builder's and the tests' view; the controller never has one)."""
-        inside = str(inside)
-        for target in sorted(HOST_DIRS, key=len, reverse=True):
-            if inside == target or inside.startswith(target + "/"):
-                return self.root / HOST_DIRS[target] / inside[len(target):].lstrip("/")
-        return Path(inside)
+    # Target on the host -> this lab host's own directory (relative to its root), in mount
+    # order; the controller's directories are covered after these (see machine.py).
+    DIRS: ClassVar[dict[str, str]] = {
+        "/run": "run",
+        "/etc/libvirt": "etc-libvirt",
+        "/var/lib/libvirt": "lib-libvirt",
+        "/var/log/libvirt": "log-libvirt",
+        "/var/cache/libvirt": "cache-libvirt",
+        "/etc/ssh": "etc-ssh",
+        "/root": "root-home",
+        "/etc/vnfctl": "etc-vnfctl",
+    }
+    TMPFS: ClassVar[tuple[str, ...]] = ("/dev/shm",)   # its own shared memory: the CP->DP policy tables
+    KIND: ClassVar[str] = "host"
+
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+    @property
+    def ssh_listen(self) -> str:
+        return str(self.host.address)
 
     @property
     def libvirt_uri(self) -> str:
@@ -75,29 +68,19 @@ class HostNode:
         return str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{self.host.name}.{self.lab}.vnfctl.lab"))
 
     @property
-    def host_key(self) -> Path:
-        return self.outside("/etc/ssh/ssh_host_ed25519_key")
-
-    @property
     def agent_dir(self) -> Path:
         return self.outside(str(agent_paths.STATE_DIR))
 
-    def _in(self, cmd: list[str]) -> list[str]:
-        return procs.in_host(self.netns, self.mntns, cmd)
-
-    # -- mount namespace --------------------------------------------------------------------
-    def ensure_mounts(self) -> None:
-        for sub in HOST_DIRS.values():
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-        self.outside("/root/.ssh").chmod(0o700)
-        for inside in ("/run/libvirt", CHANNEL_DIR, CONSOLE_LOG_DIR, "/etc/ssh/sshd_config.d"):
+    def prepare_dirs(self) -> None:
+        for inside in ("/run/libvirt", CHANNEL_DIR, CONSOLE_LOG_DIR):
             self.outside(inside).mkdir(parents=True, exist_ok=True)
-        privsep = self.outside("/run/sshd")
-        privsep.mkdir(mode=0o755, exist_ok=True)
-        privsep.chmod(0o755)
-        procs.ensure_mount_namespace(self.mntns, {t: self.root / s for t, s in HOST_DIRS.items()}, tmpfs=TMPFS,
-                                     netns=self.netns)
 
+    def software(self) -> tuple[Path, ...]:
+        """The Python (and this checkout) the host agent runs from: software installed on the host.
+        NOTE: they may live under /root on the machine that runs the lab (pyenv); the host's
+        own /root must still show them, and nothing else of that /root (its shell start-up)."""
+        paths = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), Path(__file__).resolve().parents[2]}
+        return tuple(sorted(paths))
     # -- libvirtd ---------------------------------------------------------------------------
     def write_libvirt_config(self) -> None:
         etc = self.outside("/etc/libvirt")
@@ -130,38 +113,6 @@ class HostNode:
         procs.run(self._in(["libvirtd", "-d", "--config", "/etc/libvirt/libvirtd.conf",
                             "--pid-file", "/run/libvirt/libvirtd.pid"]), f"start libvirtd on host {self.host.name}")
         procs.wait_for(lambda: sock.exists() and self.libvirtd_pid(), 30, f"libvirtd on host {self.host.name}")
-
-    # -- sshd -------------------------------------------------------------------------------
-    def write_sshd_config(self) -> None:
-        """The host's base sshd configuration (a real host has Debian's); the bring-up adds the
-        agent's subsystem as a drop-in under /etc/ssh/sshd_config.d, as on a real host."""
-        if not self.host_key.exists():
-            procs.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"{self.host.name}.{self.lab}",
-                       "-f", str(self.host_key)], f"host key for {self.host.name}")
-        self.outside("/etc/ssh/sshd_config").write_text(
-            "Include /etc/ssh/sshd_config.d/*.conf\n"
-            f"ListenAddress {self.host.address}\nPort 22\n"
-            "HostKey /etc/ssh/ssh_host_ed25519_key\nPidFile /run/sshd.pid\n"
-            "PermitRootLogin prohibit-password\nPubkeyAuthentication yes\n"
-            "PasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-            "UsePAM no\nPrintMotd no\nUseDNS no\n")
-
-    def host_public_key(self) -> list[str]:
-        """[key type, base64 key] of the host key, for the controller's known_hosts file."""
-        return self.host_key.with_suffix(".pub").read_text().split()[:2]
-
-    @property
-    def sshd_pidfile(self) -> Path:
-        return self.outside("/run/sshd.pid")
-
-    def sshd_pid(self) -> int | None:
-        return procs.read_pid(self.sshd_pidfile)
-
-    def start_sshd(self) -> None:
-        if self.sshd_pid():
-            return
-        procs.run(self._in(["/usr/sbin/sshd", "-f", "/etc/ssh/sshd_config"]), f"start sshd on host {self.host.name}")
-        procs.wait_for(self.sshd_pid, 10, f"sshd on host {self.host.name}")
 
     # -- host agent: the real bring-up, run inside this host --------------------------------
     def bring_up(self, store_url: str, store_keys: list[str], authorized_key: str, data_interface: str) -> list[str]:
@@ -209,6 +160,3 @@ class HostNode:
         for pid in (self.agent_pid(), self.sshd_pid(), self.libvirtd_pid()):
             if pid:
                 procs.stop_pid(pid)
-
-    def remove_mounts(self) -> None:
-        procs.remove_mount_namespace(self.mntns)

@@ -29,6 +29,7 @@ from orchestrator.errors import LabError, LabNotUp, TopologyError
 from orchestrator.lab import netlink, procs
 from orchestrator.controller.inventory import ssh_uri
 from orchestrator.lab.hostnode import HostNode
+from orchestrator.lab.routernode import FRR_DAEMONS, RouterNode
 from orchestrator.lab.topology import Topology, load_topology, parse_topology
 from orchestrator.netns import call_in_netns, connect_from_netns, enter, same_namespace, set_sysctl
 from orchestrator.ssh import SshTarget, check as ssh_check
@@ -45,7 +46,8 @@ GUEST_GATEWAY_MAC = "02:76:6e:00:00:01"
 FABRIC_IF, DATA_IF, GUEST_BRIDGE = "fabric0", "data0", "brguest"
 STORE_DIR, STORE_KEY = program_store.DEFAULT_DIR, signing.DEFAULT_KEY   # kept across lab down, as the image cache
 STORE_PORT, CONTROL_PORT = 8780, 8080
-REQUIRED_TOOLS = ("libvirtd", "/usr/sbin/sshd", "qemu-system-x86_64", "nsenter", "unshare", "ssh-keygen")
+REQUIRED_TOOLS = ("libvirtd", "/usr/sbin/sshd", "qemu-system-x86_64", "nsenter", "unshare", "ssh-keygen", "vtysh",
+                  "/usr/lib/frr/zebra", "nft")
 
 
 @dataclass
@@ -83,8 +85,33 @@ class Lab:
 
     def node(self, host: str) -> HostNode:
         h = self.topology.host(host)
-        return HostNode(self.name, h, self.topology.netns(h.name), self.state_dir / "hosts" / h.name,
-                        self.run_dir / "mnt" / h.name)
+        return HostNode(lab=self.name, host=h, netns=self.topology.netns(h.name),
+                        root=self.state_dir / "hosts" / h.name, mntns=self.run_dir / "mnt" / h.name)
+
+    def router_node(self, name: str) -> RouterNode:
+        r = self.topology.router(name)
+        return RouterNode(lab=self.name, router=r, netns=self.topology.netns(r.name),
+                          root=self.state_dir / "routers" / r.name, mntns=self.run_dir / "mnt" / f"router-{r.name}")
+
+    @property
+    def router_nodes(self) -> list[RouterNode]:
+        return [self.router_node(r.name) for r in self.topology.routers]
+
+    def asn(self, router: str) -> int:
+        """Each lab router its own private AS (eBGP between them)."""
+        return 65001 + [r.name for r in self.topology.routers].index(router)
+
+    def router_peers(self, router: str) -> dict[str, str]:
+        """Peer router -> its address on the link to ``router``."""
+        peers = {}
+        for link in self.topology.links:
+            if router in link.routers:
+                other = link.routers[1 - link.routers.index(router)]
+                peers[other] = str(link.address_of(other))
+        return peers
+
+    def router_target(self, router: str) -> SshTarget:
+        return SshTarget(router, str(self.topology.router(router).lan_gateway), self.key_file, self.known_hosts)
 
     @property
     def nodes(self) -> list[HostNode]:
@@ -162,6 +189,8 @@ class Lab:
             self._build_network()
             progress("keys: the lab's SSH key pair, the store's signing key")
             self._build_keys()
+            progress("routers: FRR (zebra, staticd, bgpd) and sshd")
+            self._build_routers()
             progress("the program store: DP program and CP guest image, signed")
             self._publish()
             progress("the controller's place (mgmt), control server, program store")
@@ -186,10 +215,8 @@ class Lab:
             bad = [c for c in h.dp_cores if c >= ncpu]
             if bad:
                 raise TopologyError(f"host {h.name}: dp_cores {bad} do not exist on this machine ({ncpu} cores)")
-        from orchestrator.lab.hostnode import HOST_DIRS
-
         code = [Path(sys.prefix).resolve(), Path(__file__).resolve().parents[2]]
-        for target in HOST_DIRS:
+        for target in (t for t in HostNode.dirs() if t != "/root"):     # what a host keeps of /root: see software()
             hidden = [str(p) for p in code if p == Path(target) or Path(target) in p.parents]
             if hidden:
                 raise LabError(f"the lab's hosts run vnfctl from {hidden[0]}, which a lab host does not see "
@@ -290,6 +317,19 @@ class Lab:
                        "-f", str(self.key_file)], "lab key pair")
         generate_key(STORE_KEY)
 
+    def _build_routers(self) -> None:
+        procs.ensure_private_dir_mount(self.run_dir / "mnt")
+        controller_key = self.key_file.with_suffix(".pub").read_text().strip()
+        for node in self.router_nodes:
+            r = node.router
+            node.ensure_mounts()
+            node.write_frr_config(str(r.lan_gateway), self.asn(r.name),
+                                  {addr: self.asn(peer) for peer, addr in self.router_peers(r.name).items()})
+            node.start_frr()
+            node.write_sshd_config()
+            node.authorize(controller_key)
+            node.start_sshd()
+
     def _build_hosts(self) -> None:
         from orchestrator.store.signing import load_signer
 
@@ -297,6 +337,9 @@ class Lab:
         store_key = load_signer(STORE_KEY).public_line
         controller_key = self.key_file.with_suffix(".pub").read_text().strip()
         known = []
+        for node in self.router_nodes:
+            kind, key = node.host_public_key()
+            known.append(f"{node.router.lan_gateway} {kind} {key}\n")
         for node in self.nodes:
             node.ensure_mounts()
             node.write_libvirt_config()
@@ -341,8 +384,8 @@ class Lab:
         # The controller's place: its network namespace is the mgmt endpoint's; in its mount
         # namespace the hosts' own directories (and their mount namespaces) are hidden.
         procs.ensure_private_dir_mount(self.run_dir / "mnt")
-        procs.ensure_mount_namespace(self.mgmt_mntns, {}, hide=(self.state_dir / "hosts", self.run_dir / "mnt"),
-                                     propagation="slave")
+        procs.ensure_mount_namespace(self.mgmt_mntns, {}, hide=(self.state_dir / "hosts", self.state_dir / "routers",
+                                                               self.run_dir / "mnt"), propagation="slave")
         if "server" in {e.name for e in self.topology.endpoints}:
             self._service("control-server", "server", CONTROL_PORT,
                           [sys.executable, "-m", "orchestrator.lab.control_server",
@@ -389,15 +432,15 @@ class Lab:
             })
         routers = []
         for r in t.routers:
-            peers = {}
-            for link in t.links:
-                if r.name in link.routers:
-                    other = link.routers[1 - link.routers.index(r.name)]
-                    peers[other] = str(link.address_of(other))
-            routers.append({"name": r.name, "netns": t.netns(r.name), "data_bridge": "data", "peers": peers})
+            target = self.router_target(r.name)
+            routers.append({"name": r.name, "driver": "frr",
+                            "ssh": {"address": target.address, "user": "root", "key": str(self.key_file),
+                                    "known_hosts": str(self.known_hosts)},
+                            "asn": self.asn(r.name), "data_bridge": "data", "peers": self.router_peers(r.name)})
         self.inventory_file.write_text(yaml.safe_dump(
             {"lab": self.name, "store_url": self.store_url, "control_url": self.control_url,
-             "guest_network": str(t.guest_network), "hosts": hosts, "routers": routers}, sort_keys=False))
+             "guest_network": str(t.guest_network), "route_strategy": "bgp", "hosts": hosts, "routers": routers},
+            sort_keys=False))
 
     # -- down -------------------------------------------------------------------------------
     def down(self) -> list[str]:
@@ -408,12 +451,14 @@ class Lab:
             if node.libvirtd_pid():
                 libvirt_host.destroy_all(node.libvirt_uri)
             node.stop_daemons()
+        for rnode in self.router_nodes:
+            rnode.stop_daemons()
         for ns in self.all_netns():
             for pid in procs.processes_in_netns(ns):
                 if pid != os.getpid():
                     procs.stop_pid(pid, grace=2.0)
-        for node in self.nodes:
-            node.remove_mounts()
+        for machine in [*self.nodes, *self.router_nodes]:
+            machine.remove_mounts()
         procs.remove_mount_namespace(self.mgmt_mntns)
         mnt = self.run_dir / "mnt"
         if procs.is_mountpoint(mnt):
@@ -455,10 +500,14 @@ class Lab:
                 # NOTE: checked from the controller's place, in a forked child.
                 entry["ssh"] = call_in_netns(t.netns("mgmt"), ssh_check, self.ssh_target(h.name))
             hosts.append(entry)
-        routers = [{"name": r.name, "netns": t.netns(r.name), "netns_up": t.netns(r.name) in existing,
-                    "lan": str(r.lan), "data": str(r.data),
-                    "routes": ([f"{dst} via {gw}" for dst, gw in netlink.routes(t.netns(r.name))]
-                               if t.netns(r.name) in existing else [])} for r in t.routers]
+        routers = []
+        for rnode in self.router_nodes:
+            r = rnode.router
+            routers.append({"name": r.name, "netns": t.netns(r.name), "netns_up": t.netns(r.name) in existing,
+                            "lan": str(r.lan), "data": str(r.data), "asn": self.asn(r.name),
+                            "frr": {d: rnode.frr_pid(d) for d in FRR_DAEMONS}, "sshd": rnode.sshd_pid(),
+                            "routes": ([f"{dst} via {gw}" for dst, gw in netlink.routes(t.netns(r.name))]
+                                       if t.netns(r.name) in existing else [])})
         endpoints = [{"name": e.name, "router": e.router, "address": str(e.address),
                       "netns": t.netns(e.name), "netns_up": t.netns(e.name) in existing} for e in t.endpoints]
         services = {name: procs.read_pid(self.state_dir / "services" / f"{name}.pid")

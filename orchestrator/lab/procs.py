@@ -83,14 +83,17 @@ def ensure_private_dir_mount(path: Path) -> None:
 
 def ensure_mount_namespace(nsfile: Path, binds: dict[str, Path], tmpfs: tuple[str, ...] = (),
                            hide: tuple[Path, ...] = (), propagation: str = "private",
-                           netns: str | None = None) -> bool:
+                           netns: str | None = None, keep: dict[str, tuple[Path, ...]] | None = None) -> bool:
     """A persistent mount namespace (bound at ``nsfile``) built in one go, in order: each target
     directory becomes a bind mount of its source (``binds`` is ordered: a later bind may cover
     the source of an earlier one), each ``tmpfs`` target a fresh tmpfs, and each ``hide`` path an
     empty read-only tmpfs. This gives a lab host its own /etc/libvirt, /var/lib/vnfctl..., and
     the controller's namespace a view without the hosts' directories. With ``netns``, it is made
     from inside that network namespace and gets a sysfs of its own (as ``ip netns exec`` does),
-    so /sys/class/net shows that namespace's interfaces. True when it was made now.
+    so /sys/class/net shows that namespace's interfaces. ``keep`` names, per target, paths below
+    it that stay the machine's own (software installed there, such as an interpreter under
+    /root): they are bound into the source first and the target bound recursively.
+    True when it was made now.
 
     NOTE: it is made by one shell inside the new namespace, and removed again if any mount
     fails, so a namespace that exists is whole; ``propagation`` 'slave' keeps receiving mounts
@@ -98,10 +101,16 @@ def ensure_mount_namespace(nsfile: Path, binds: dict[str, Path], tmpfs: tuple[st
     if is_mountpoint(nsfile):
         return False
     script = ["set -e"]
+    keep = keep or {}
     for target, source in binds.items():
         source.mkdir(parents=True, exist_ok=True)
         Path(target).mkdir(parents=True, exist_ok=True)  # the mount point itself, left empty here
-        script.append(f"mount --bind {shlex.quote(str(source))} {shlex.quote(target)}")
+        for path in keep.get(target, ()):
+            inner = source / path.relative_to(target)
+            inner.mkdir(parents=True, exist_ok=True)
+            script.append(f"mount --bind {shlex.quote(str(path))} {shlex.quote(str(inner))}")
+        how = "--rbind" if keep.get(target) else "--bind"
+        script.append(f"mount {how} {shlex.quote(str(source))} {shlex.quote(target)}")
     for target in tmpfs:
         script.append(f"mount -t tmpfs -o mode=1777,size=64m tmpfs {shlex.quote(target)}")
     for path in hide:
