@@ -6,6 +6,9 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+import yaml
 
 from orchestrator.controller.inventory import FunctionSpec, load_functions
 
@@ -43,6 +46,23 @@ def spec_for(lab, name: str, ip: str, steering: bool = False, cores: int = 1, po
                         port=7777, steering_mark=0x20 if steering else None,
                         policy=policy or {"allow": [str(lab.topology.endpoint("client").subnet)], "rate_pps": 0,
                                           "burst": 0, "reply": f"pong from {name}"}, image=base.image)
+
+
+def inventory_with(lab, tmp_path: Path, change) -> Path:
+    """A copy of the lab's inventory with ``change(doc)`` applied (another strategy, a driver...)."""
+    doc = yaml.safe_load(lab.inventory_file.read_text())
+    change(doc)
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+def fib(lab, router: str, ip: str) -> dict | None:
+    """The router's kernel FIB entry for ip/32, read from its namespace (the tests' own eyes)."""
+    out = subprocess.run(["ip", "-n", lab.topology.netns(router), "-j", "route", "show", "exact", f"{ip}/32"],
+                         capture_output=True, text=True, timeout=10)
+    found = json.loads(out.stdout or "[]")
+    return found[0] if found else None
 
 
 def wait_until(check, timeout: float, interval: float = 0.1):

@@ -22,6 +22,9 @@ def test_demo_compare_handover(lab):
         assert h["cp_continuity"], h
         assert h["cores_before"] == h["cores_after"] == 1
         assert h["cp_downtime_ms"] is not None and h["probe_sent"] > 100
+        assert h["route_strategy"] == "bgp" and h["route_convergence_ms"] >= 0, h
+        assert set(h["route_convergence_by_router"]) == {"r1", "r2"}, h
     for mbb, bbm in zip(hops[0::2], hops[1::2]):
         assert mbb["dp_gap_ms"] < bbm["dp_gap_ms"], (mbb, bbm)
+        assert mbb["lost"] == 0, mbb       # make before break, on the DP and on the routers
     assert lab.status()["hosts"][0]["guests"] == []     # the demo removed its function

@@ -10,7 +10,6 @@ import tempfile
 from pathlib import Path
 
 import pytest
-import yaml
 
 from orchestrator.controller.controller import Controller
 from orchestrator.controller.inventory import load_inventory
@@ -21,7 +20,7 @@ from orchestrator.errors import SshError, VirtError
 from orchestrator.lab.lab import STORE_DIR, STORE_KEY
 from orchestrator.store.errors import IntegrityError
 from orchestrator.store.store import Store
-from tests.lab.helpers import udp_from
+from tests.lab.helpers import inventory_with, udp_from
 
 pytestmark = pytest.mark.lab
 
@@ -68,14 +67,6 @@ def test_a_controller_command_places_itself_in_the_mgmt_namespaces(lab, deployed
     assert doc["host"] == "a" and doc["dp"]["healthy"] and doc["cp"]["connected"]
 
 
-def _inventory_with(lab, tmp_path: Path, change) -> Path:
-    doc = yaml.safe_load(lab.inventory_file.read_text())
-    change(doc)
-    path = tmp_path / "inventory.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
-
-
 def test_libvirt_and_the_agent_refuse_a_host_whose_key_is_not_pinned(lab, tmp_path):
     other = tmp_path / "known_hosts"
     lines = lab.known_hosts.read_text().splitlines()
@@ -88,7 +79,7 @@ def test_libvirt_and_the_agent_refuse_a_host_whose_key_is_not_pinned(lab, tmp_pa
             if h["name"] == "b":
                 h["ssh"]["known_hosts"] = str(other)
 
-    ctl = Controller(load_inventory(_inventory_with(lab, tmp_path, point_b_at_other)), State(tmp_path / "c.db"))
+    ctl = Controller(load_inventory(inventory_with(lab, tmp_path, point_b_at_other)), State(tmp_path / "c.db"))
     try:
         assert ctl.hypervisor("a").guests() is not None          # a's key is still the pinned one
         with pytest.raises(VirtError, match="(?i)host key verification failed"):
@@ -170,7 +161,7 @@ def test_a_migration_between_different_accelerators_is_refused_at_precheck(lab, 
             if h["name"] == "b":
                 h["accel"] = "kvm"
 
-    other = Controller(load_inventory(_inventory_with(lab, tmp_path, b_kvm)), State(lab.state_dir / "controller.db"))
+    other = Controller(load_inventory(inventory_with(lab, tmp_path, b_kvm)), State(lab.state_dir / "controller.db"))
     try:
         with pytest.raises(StepFailed, match="precheck") as e:
             migrate_function(other, deployed.name, "b")
@@ -188,7 +179,8 @@ def test_site_check_is_green_and_names_the_check_when_an_agent_is_down(lab):
     doc = json.loads(ok.stdout)
     assert doc["ok"] and {(c["scope"], c["check"]) for c in doc["checks"]} >= {
         ("host a", "ssh"), ("host a", "agent"), ("host a", "libvirt"), ("host a", "accel"), ("host a", "store"),
-        ("host c", "data iface"), ("host c", "dp cores"), ("router r1", "table")}
+        ("host c", "data iface"), ("host c", "dp cores"), ("router r1", "ssh"), ("router r1", "vtysh"),
+        ("router r2", "bgp"), ("router r2", "table"), ("router r1", "steering")}
     node = lab.node("c")
     node.stop_agent()
     try:
