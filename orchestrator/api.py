@@ -304,15 +304,18 @@ class DpStatus:
     core_mask: str
     active: bool
     stats: dict | None
+    program: str | None = None
+    takes_policy: bool = True      # False: its program reads no policy table (a stock DPDK application)
 
     def as_json(self) -> dict:
         return {"dp": self.dp, "pid": self.pid, "alive": self.alive, "healthy": self.healthy, "cores": self.cores,
-                "core_mask": self.core_mask, "active": self.active, "stats": self.stats}
+                "core_mask": self.core_mask, "active": self.active, "stats": self.stats, "program": self.program,
+                "takes_policy": self.takes_policy}
 
     @classmethod
     def from_agent(cls, doc: dict) -> "DpStatus":
         return cls(doc["dp"], doc.get("pid"), doc["alive"], doc["healthy"], list(doc["cores"]), doc["core_mask"],
-                   doc.get("active", True), doc.get("stats"))
+                   doc.get("active", True), doc.get("stats"), doc.get("program"), doc.get("takes_policy", True))
 
 
 @dataclass(frozen=True)

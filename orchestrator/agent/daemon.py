@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import shutil
 import signal
 import socketserver
 import sys
@@ -23,9 +24,10 @@ import psutil
 import yaml
 
 from orchestrator.agent import dp as dpproc
-from orchestrator.agent import paths
+from orchestrator.agent import paths, telemetry
 from orchestrator.agent.cores import cores_to_mask
-from orchestrator.agent.launch import dp_argv
+from orchestrator.agent.dpnet import DpInterfaces, LinuxDpInterfaces, interface_name, is_dp_interface
+from orchestrator.agent.launch import dp_argv, dp_env, run_dir, telemetry_socket
 from orchestrator.agent.protocol import (PROTOCOL_VERSION, AgentError, ProtocolError, encode, parse_request,
                                          reply_error, reply_ok)
 from orchestrator.agent.relay import CpRelay
@@ -85,10 +87,11 @@ class Agent:
            "activate_dp", "retire_dp", "deactivate_dp", "announce_dp", "seed_table",
            "register_cp", "unregister_cp", "cp_report", "cp_table")
 
-    def __init__(self, config: AgentConfig):
+    def __init__(self, config: AgentConfig, dpnet: DpInterfaces | None = None):
         from orchestrator.store.signing import parse_public_key
 
         self.config = config
+        self.dpnet = dpnet or LinuxDpInterfaces()
         # The store keys this host trusts: a manifest not signed by one of them is never used.
         self.trusted = [parse_public_key(k) for k in config.trusted_store_keys]
         self.lock = threading.RLock()
@@ -97,6 +100,17 @@ class Agent:
         self.writers: dict[str, object] = {}
         for vm, rec in self.tables.vm_cp.items():
             self._start_relay(vm, rec["channel"])
+        self._remove_unrecorded_interfaces()
+
+    def _remove_unrecorded_interfaces(self) -> None:
+        """A DP interface no DP record names is what an agent that died starting a DP left."""
+        recorded = {rec.get("dp_iface") for rec in self.tables.cp_dp.values()}
+        try:
+            for name in self.dpnet.names():
+                if name not in recorded:
+                    self.dpnet.remove(name)
+        except Exception as exc:  # noqa: BLE001 - a start-up tidy-up must not keep the agent down
+            print(f"vnfctl-agent: could not tidy DP interfaces: {exc}", file=sys.stderr)
 
     # -- dispatch ---------------------------------------------------------------------------
     def handle(self, req: dict) -> dict:
@@ -162,9 +176,12 @@ class Agent:
         """Fetch a DP program (signature checked before any byte of it is downloaded, then its hash)."""
         manifest, path = self._fetch(args)
         # NOTE: the launch's flags say which of the DP protocol's signals the program implements
-        # (a program without "standby" cannot wait beside an active DP: break-before-make only).
+        # (a program without "standby" cannot wait beside an active DP: break-before-make only),
+        # its options whether it reads the CP's policy table.
+        launch = manifest.launch
         return {"name": manifest.name, "version": manifest.version, "sha256": manifest.sha256, "path": str(path),
-                "flags": [name for name, _flag in manifest.launch.flags]}
+                "flags": [name for name, _flag in launch.flags], "options": [name for name, _flag in launch.options],
+                "preset": launch.preset, "takes_policy": launch.takes_policy}
 
     def op_fetch_image(self, args: dict) -> dict:
         """Fetch a CP guest image into this host's image directory: the same content-addressed
@@ -194,34 +211,81 @@ class Agent:
             cores = self.tables.cores.allocate(dp, int(count))
             shm = self.config.shm_dir / f"vnfctl-{dp}.policy"
             stats = self.config.state_dir / "dp" / f"{dp}.stats.json"
+            mac = args.get("mac") or dp_mac(self.config.host, dp)
+            rec = {"dp": dp, "function": function, "core_mask": cores_to_mask(cores), "cores": cores, "ip": ip,
+                   "mac": mac, "iface": iface, "started_at": time.time(), "active": not args.get("standby")}
             try:
                 manifest, path = self._fetch(program)
-                self._open_writer(cp, shm)
-                mac = args.get("mac") or dp_mac(self.config.host, dp)
-                values = {"iface": iface, "ip": ip, "mac": mac, "policy_shm": str(shm), "stats": str(stats),
-                          "name": dp}
+                launch = manifest.launch
+                rec.update(program=f"{manifest.name}@{manifest.version}", sha256=manifest.sha256,
+                           takes_policy=launch.takes_policy, preset=launch.preset)
+                values = {"iface": iface, "ip": ip, "mac": mac, "name": dp}
+                if launch.takes_policy:
+                    self._open_writer(cp, shm)
+                    values["policy_shm"] = str(shm)
+                    rec["policy_shm"] = str(shm)
+                if launch.preset is None:
+                    values["stats"] = str(stats)
+                    rec["stats"] = str(stats)
                 if args.get("port") is not None:
                     values["port"] = str(int(args["port"]))
                 idle = args.get("idle") or "busy"
                 if idle not in ("busy", "adaptive"):
                     raise AgentError(f"DP {dp}: idle must be busy or adaptive, not {idle!r}")
+                if idle != "busy" and not any(name == "idle" for name, _ in launch.options):
+                    raise AgentError(f"DP {dp}: program {rec['program']} has no idle mode (it busy-polls its "
+                                     f"cores): give the function dp idle: busy")
                 values["idle"] = idle
-                argv = dp_argv(manifest.launch, str(path), cores, values, {"standby"} if args.get("standby") else set())
+                if launch.preset is not None:
+                    # A stock DPDK application: an interface of its own, and the agent claims the
+                    # function's IP for it (see dpnet.py and arpclaim.py).
+                    values["iface"] = rec["dp_iface"] = interface_name(dp)
+                    rec["run_dir"] = str(run_dir(self.config.state_dir, dp))
+                    Path(rec["run_dir"]).mkdir(mode=0o700, parents=True, exist_ok=True)
+                    self.dpnet.guard(iface, True)
+                    self.dpnet.create(values["iface"], iface, mac)
+                argv = dp_argv(launch, str(path), cores, values, {"standby"} if args.get("standby") else set())
                 stats.unlink(missing_ok=True)
-                pid = dpproc.launch(argv, cores, self.config.state_dir / "dp" / f"{dp}.log", dp)
+                rec["pid"] = dpproc.launch(argv, cores, self.config.state_dir / "dp" / f"{dp}.log", dp,
+                                           env=dp_env(launch, self.config.state_dir, dp))
+                if launch.preset is not None:
+                    rec["claimer_pid"] = self._start_claimer(rec, claiming=rec["active"])
             except BaseException:
-                self.tables.cores.release(dp)
-                self.writers.pop(cp, None)
-                shm.unlink(missing_ok=True)
-                self.tables.save()
+                self._undo_start(cp, rec)
                 raise
-            rec = {"dp": dp, "function": function, "core_mask": cores_to_mask(cores), "cores": cores, "pid": pid,
-                   "program": f"{manifest.name}@{manifest.version}", "sha256": manifest.sha256, "ip": ip,
-                   "mac": mac, "iface": iface, "policy_shm": str(shm), "stats": str(stats),
-                   "started_at": time.time(), "active": not args.get("standby")}
             self.tables.cp_dp[cp] = rec
             self.tables.save()
             return dict(rec, cp=cp)
+
+    def _start_claimer(self, rec: dict, claiming: bool) -> int:
+        argv = [sys.executable, "-m", "orchestrator.agent.arpclaim", "--iface", rec["iface"], "--ip", rec["ip"],
+                "--mac", rec["mac"]] + ([] if claiming else ["--standby"])
+        return dpproc.spawn(argv, self.config.state_dir / "dp" / f"{rec['dp']}.arp.log",
+                            f"the ARP claim of DP {rec['dp']}")
+
+    def _undo_start(self, cp: str, rec: dict) -> None:
+        """Everything a start that failed half-way made, taken away again."""
+        for key in ("pid", "claimer_pid"):
+            if rec.get(key):
+                dpproc.stop(rec[key], 1.0)
+        self._release_dp_resources(rec)
+        self.tables.cores.release(rec["dp"])
+        self.writers.pop(cp, None)
+        self.tables.save()
+
+    def _release_dp_resources(self, rec: dict) -> None:
+        """A DP's own interface, its guard (when no other DP interface is left on its data
+        interface), DPDK runtime directory, policy memory."""
+        if rec.get("policy_shm"):
+            Path(rec["policy_shm"]).unlink(missing_ok=True)
+        if rec.get("run_dir"):
+            shutil.rmtree(rec["run_dir"], ignore_errors=True)
+        if rec.get("dp_iface"):
+            self.dpnet.remove(rec["dp_iface"])
+            others = [r for r in self.tables.cp_dp.values() if r is not rec and r.get("dp_iface")
+                      and r.get("iface") == rec.get("iface")]
+            if not others:
+                self.dpnet.guard(rec["iface"], False)
 
     def _open_writer(self, cp: str, shm: Path) -> None:
         from dpdk_stub.policy_shm import PolicyWriter
@@ -241,11 +305,19 @@ class Agent:
     def _forget_dp(self, cp: str) -> dict | None:
         rec = self.tables.cp_dp.pop(cp, None)
         if rec:
+            if rec.get("claimer_pid"):
+                dpproc.stop(rec["claimer_pid"], 1.0)
             self.tables.cores.release(rec["dp"])
             self.writers.pop(cp, None)
-            Path(rec["policy_shm"]).unlink(missing_ok=True)
+            self._release_dp_resources(rec)
         self.tables.save()
         return rec
+
+    def _stats(self, rec: dict) -> dict | None:
+        """The DP's counters: its stats file, or (a preset DP) DPDK's telemetry socket."""
+        if rec.get("preset"):
+            return telemetry.dp_stats(telemetry_socket(self.config.state_dir, rec["dp"]), rec.get("pid"))
+        return dpproc.read_stats(Path(rec["stats"])) if rec.get("stats") else None
 
     def _find_dp(self, args: dict) -> tuple[str, dict] | tuple[None, None]:
         for cp, rec in self.tables.cp_dp.items():
@@ -258,8 +330,9 @@ class Agent:
             cp, rec = self._find_dp(args)
             if rec is None:
                 return {"stopped": False, "reason": "no such DP here"}
+            final = self._stats(rec) if rec.get("preset") else None     # its socket goes with it
             how = dpproc.stop(rec["pid"], float(args.get("deadline_s", 2.0)))
-            final = dpproc.read_stats(Path(rec["stats"]))
+            final = final if rec.get("preset") else self._stats(rec)
             self._forget_dp(cp)
             return {"stopped": True, "dp": rec["dp"], "how": how, "cores_freed": rec["cores"], "final_stats": final}
 
@@ -269,19 +342,33 @@ class Agent:
             for cp, rec in self.tables.cp_dp.items():
                 if args.get("dp") and rec["dp"] != args["dp"]:
                     continue
-                stats = dpproc.read_stats(Path(rec["stats"]))
+                stats = self._stats(rec)
                 up = dpproc.alive(rec["pid"])
                 aff = dpproc.affinity(rec["pid"]) if up else None
+                claims = rec.get("claims", rec.get("active", True))
+                claimer = None
+                if rec.get("preset"):       # the agent claims the IP for it: only while its claim runs
+                    claimer = dpproc.alive(rec.get("claimer_pid"))
+                    claims = claims and claimer
                 out.append(dict(rec, cp=cp, alive=up, affinity=aff, pinned=aff == sorted(rec["cores"]), stats=stats,
-                                healthy=bool(up and aff == sorted(rec["cores"]) and stats)))
+                                claims=claims, claimer_alive=claimer, takes_policy=rec.get("takes_policy", True),
+                                healthy=bool(up and aff == sorted(rec["cores"]) and stats and claimer is not False)))
             return {"dps": out}
 
     def _signal_dp(self, args: dict, sig: int, active: bool | None, claims: bool | None) -> dict:
+        """Send a DP protocol signal. A preset DP (a stock DPDK application) knows none of them:
+        they go to the agent's ARP claim for it, which is what claiming means for it (restarted
+        when it should claim and its process is gone)."""
         with self.lock:
             cp, rec = self._find_dp(args)
             if rec is None or not dpproc.alive(rec["pid"]):
                 raise AgentError(f"no running DP {args.get('dp') or args.get('cp')} on host {self.config.host}")
-            os.kill(rec["pid"], sig)
+            if not rec.get("preset"):
+                os.kill(rec["pid"], sig)
+            elif dpproc.alive(rec.get("claimer_pid")):
+                os.kill(rec["claimer_pid"], sig)
+            elif claims:
+                rec["claimer_pid"] = self._start_claimer(rec, claiming=True)
             if active is not None:
                 rec["active"] = active
             if claims is not None:
@@ -313,6 +400,9 @@ class Agent:
         cp, version, table = _need(args, "cp", "version", "table")
         with self.lock:
             writer = self.writers.get(cp)
+            rec = self.tables.cp_dp.get(cp)
+            if rec is not None and not rec.get("takes_policy", True):
+                return {"cp": cp, "version": int(version), "used": False}     # its program reads no table
             if writer is None:
                 raise AgentError(f"no DP for CP {cp} on host {self.config.host}")
             writer.publish(int(version), table)
@@ -334,8 +424,9 @@ class Agent:
         with self.lock:
             rec = self.tables.vm_cp.get(vm)
             writer = self.writers.get(rec["cp"]) if rec else None
-            if writer is None and rec and rec["cp"] in self.tables.cp_dp:
-                self._open_writer(rec["cp"], Path(self.tables.cp_dp[rec["cp"]]["policy_shm"]))
+            dp = self.tables.cp_dp.get(rec["cp"]) if rec else None
+            if writer is None and dp is not None and dp.get("policy_shm"):
+                self._open_writer(rec["cp"], Path(dp["policy_shm"]))
                 return
             if writer is not None:
                 writer.publish(version, table)

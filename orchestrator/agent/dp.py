@@ -18,13 +18,16 @@ import psutil
 from orchestrator.agent.protocol import AgentError
 
 
-def launch(argv: list[str], cores: list[int], log: Path, dp: str, settle_s: float = 0.3) -> int:
+def launch(argv: list[str], cores: list[int], log: Path, dp: str, settle_s: float = 0.3,
+           env: dict[str, str] | None = None) -> int:
     """Start a DP pinned to ``cores`` (pinned before it runs a single instruction of its own) and
-    verify with psutil that it is still alive and still pinned; returns its pid."""
+    verify with psutil that it is still alive and still pinned; returns its pid. ``env`` adds to
+    the agent's environment."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                    env={**os.environ, **env} if env else None,
                                     start_new_session=True, preexec_fn=lambda: os.sched_setaffinity(0, cores))
         except OSError as exc:
             raise AgentError(f"DP {dp}: cannot start {argv[0]}: {exc.strerror}") from None
@@ -36,10 +39,10 @@ def launch(argv: list[str], cores: list[int], log: Path, dp: str, settle_s: floa
     if proc.poll() is not None:
         tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
         raise AgentError(f"DP {dp} exited at start (code {proc.returncode}){': ' + tail[0] if tail else ''}")
-    affinity = sorted(psutil.Process(proc.pid).cpu_affinity())
-    if affinity != sorted(cores):
+    got = affinity(proc.pid)
+    if got != sorted(cores):
         stop(proc.pid, 1.0)
-        raise AgentError(f"DP {dp} is on cores {affinity}, not {sorted(cores)}: stopped")
+        raise AgentError(f"DP {dp} is on cores {got}, not {sorted(cores)}: stopped")
     return proc.pid
 
 
@@ -54,10 +57,39 @@ def alive(pid: int | None) -> bool:
 
 
 def affinity(pid: int) -> list[int] | None:
+    """The cores the DP's threads may run on, all of them together (a DPDK application pins each
+    lcore thread to its own core, so its main thread alone shows only the first): equal to the
+    DP's cores exactly when no thread strays outside them and every core is used."""
     try:
-        return sorted(psutil.Process(pid).cpu_affinity())
+        proc = psutil.Process(pid)
+        cores = set(proc.cpu_affinity())
+        for thread in proc.threads():
+            if thread.id != pid:
+                try:
+                    cores |= os.sched_getaffinity(thread.id)
+                except OSError:
+                    pass        # the thread ended meanwhile
+        return sorted(cores)
     except psutil.NoSuchProcess:
         return None
+
+
+def spawn(argv: list[str], log: Path, what: str, settle_s: float = 0.1) -> int:
+    """Start a helper process of a DP (the ARP claim) in a session of its own, so it outlives
+    an agent restart as the DP does; returns its pid once it has not died at start."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+        except OSError as exc:
+            raise AgentError(f"{what}: cannot start {argv[0]}: {exc.strerror}") from None
+    deadline = time.monotonic() + settle_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    if proc.poll() is not None:
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+        raise AgentError(f"{what} exited at start (code {proc.returncode}){': ' + tail[0] if tail else ''}")
+    return proc.pid
 
 
 def stop(pid: int, deadline_s: float = 2.0) -> str:

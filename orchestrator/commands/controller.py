@@ -253,7 +253,8 @@ def cmd_status(args, emit, out, progress) -> int:
                       str(d["cp"]["table_version"]),
                       ("healthy" if dp.get("healthy") else "UNHEALTHY") + f" pid {dp.get('pid')}",
                       f"{dp.get('cores')} {dp.get('core_mask')}", str(st.get("served", "-")),
-                      f"{st.get('dropped_policy', 0)} policy / {st.get('dropped_rate', 0)} rate",
+                      f"{st.get('dropped_policy', 0)} policy / {st.get('dropped_rate', 0)} rate"
+                      if dp.get("takes_policy", True) else "- (no policy in its DP)",
                       d["route"] or "-", str((d["steering"] or {}).get("packets", "-")))
         out.print(t)
 

@@ -35,8 +35,28 @@ def program_manifest(ctl: Controller, spec: FunctionSpec) -> dict:
         raise
 
 
+def dp_serves(dp: dict | None, version: int | None) -> bool:
+    """Pure: does this DP (as its agent reports it) serve the function? A DP whose program reads
+    the CP's policy table serves once it enforces ``version`` of it (any version when None); a
+    DP whose program reads none (a stock DPDK application) once it is healthy: alive, pinned,
+    its counters readable and its IP claimed."""
+    if not dp or not dp.get("alive"):
+        return False
+    if not dp.get("takes_policy", True):
+        return bool(dp.get("healthy"))
+    got = (dp.get("stats") or {}).get("policy_version") or 0
+    return bool(got and (version is None or got >= version))
+
+
+def serving_detail(dp: dict) -> str:
+    """How a serving DP serves, for a step's detail line."""
+    if not dp.get("takes_policy", True):
+        return f"DP ({dp.get('program')}) serves; its program reads no policy table"
+    return f"DP serves policy v{dp['stats']['policy_version']}"
+
+
 def wait_dp_policy(ctl: Controller, host: str, spec: FunctionSpec, version: int | None, timeout: float) -> dict:
-    """Until the DP reports the CP's table (at least ``version``), or DeployError."""
+    """Until the DP serves the function (see ``dp_serves``), or DeployError."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -45,12 +65,28 @@ def wait_dp_policy(ctl: Controller, host: str, spec: FunctionSpec, version: int 
             last = dps[0]
             if not last["alive"]:
                 raise DeployError(f"function {spec.name}: DP on {host} died")
-            got = (last.get("stats") or {}).get("policy_version") or 0
-            if got and (version is None or got >= version):
+            if dp_serves(last, version):
                 return last
         time.sleep(0.2)
+    if last is not None and not last.get("takes_policy", True):
+        raise DeployError(f"function {spec.name}: DP on {host} is not healthy after {timeout:.0f}s (pinned "
+                          f"{last.get('pinned')}, counters {'readable' if last.get('stats') else 'unreadable'}, "
+                          f"IP claimed {last.get('claims')})")
     raise DeployError(f"function {spec.name}: DP on {host} has no policy table after {timeout:.0f}s "
                       f"(CP -> agent -> DP relay; last stats {last and last.get('stats')})")
+
+
+def wait_cp_table(ctl: Controller, host: str, spec: FunctionSpec, version: int | None, timeout: float) -> int:
+    """Until the CP's policy table (at least ``version``) reached its host's agent; its version,
+    or DeployError."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = ctl.agent(host).call("cp_table", vm=spec.vm).get("version")
+        if got is not None and (version is None or got >= version):
+            return got
+        time.sleep(0.2)
+    raise DeployError(f"function {spec.name}: CP {spec.vm} on {host} has not reported policy "
+                      f"v{version} after {timeout:.0f}s (control server -> CP -> agent)")
 
 
 @dataclass
@@ -243,7 +279,13 @@ class Converge(DeployStep):
     def commit(self, p: Placing) -> str:
         p.progress("waiting for the DP to serve the CP's policy")
         st = wait_dp_policy(p.ctl, p.ctx.host, p.spec, p.ctx.policy_version, p.policy_timeout)
-        return f"DP serves policy v{st['stats']['policy_version']}"
+        if not st.get("takes_policy", True):
+            # NOTE: its DP serves without the CP's table, so its serving says nothing of the CP:
+            # the deploy waits for the CP's own table to reach the agent (what a move needs).
+            p.progress("waiting for the CP to report its policy")
+            got = wait_cp_table(p.ctl, p.ctx.host, p.spec, p.ctx.policy_version, p.policy_timeout)
+            return f"{serving_detail(st)}; the CP holds policy v{got}"
+        return serving_detail(st)
 
 
 class Record(DeployStep):

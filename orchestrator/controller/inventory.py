@@ -106,7 +106,7 @@ class Inventory:
         for r in self.routers:
             if r.name == name:
                 return r
-        raise InputError(f"unknown router '{name}' in inventory {self.source}")
+        raise InputError(f"unknown router {str(name)[:40]!r} in inventory {self.source}")
 
 
 @dataclass(frozen=True)
@@ -180,7 +180,7 @@ def _unique(names: list[str], what: str, source: str) -> None:
     seen = set()
     for n in names:
         if n in seen:
-            raise InputError(f"{source}: duplicate {what} '{n}'")
+            raise InputError(f"{source}: duplicate {what} {str(n)[:40]!r}")
         seen.add(n)
 
 
@@ -310,7 +310,7 @@ def parse_inventory(doc, source: str = "<inventory>") -> Inventory:
         where = f"{where_inv}: host {name}"
         router = _req(h, "router", where)
         if router not in router_names:
-            raise InputError(f"{where}: unknown router '{router}'")
+            raise InputError(f"{where}: unknown router {router[:40]!r}")
         target = _ssh_target(_req(h, "ssh", where, dict), name, where)
         cores = h.get("dp_cores", [])
         if not isinstance(cores, list) or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c < 4096

@@ -34,7 +34,7 @@ import time
 from dataclasses import asdict, dataclass, field, fields
 
 from orchestrator.agent.cores import CoreAllocationError
-from orchestrator.controller.deploy import program_manifest
+from orchestrator.controller.deploy import dp_serves, program_manifest, serving_detail
 from orchestrator.controller.steps import Runner, Step, StepFailed, StepRecord, Together, side_by_side, taken
 from orchestrator.errors import Aborted, InputError, VnfctlError
 from orchestrator.errors import MigrationPrecheckError  # re-export
@@ -566,19 +566,26 @@ class Verify(MoveStep):
 
         def serving():
             dp = m.dp_on(m.d_agent)
-            if not dp or not dp["healthy"]:
-                return None
-            got = (dp.get("stats") or {}).get("policy_version")
-            return dp if got and (want is None or got >= want) else None
+            return dp if dp and dp["healthy"] and dp_serves(dp, want) else None
 
         dp = wait_for(serving, 30.0, 0.1, abort=m.halted)
         if not dp:
+            last = m.dp_on(m.d_agent) or {}
+            if not last.get("takes_policy", True):
+                raise VnfctlError(f"function {spec.name}: the DP on {ctx.dst} is not healthy (alive "
+                                  f"{last.get('alive')}, pinned {last.get('pinned')}, counters "
+                                  f"{'readable' if last.get('stats') else 'unreadable'})")
             raise VnfctlError(f"function {spec.name}: the DP on {ctx.dst} does not serve the CP's policy v{want}")
-        report.policy_version = dp["stats"]["policy_version"]
-        report.policy_preserved = want is None or report.policy_version >= want
+        if dp.get("takes_policy", True):
+            report.policy_version = dp["stats"]["policy_version"]
+            report.policy_preserved = want is None or report.policy_version >= want
+        else:
+            # NOTE: its program reads no table: the policy lives on in the CP alone, whose state
+            # continuity was just checked.
+            report.policy_preserved = report.cp_continuity
         if len(dp["cores"]) != len(ctx.cores_before):
             raise VnfctlError(f"function {spec.name}: DP has {len(dp['cores'])} cores, had {len(ctx.cores_before)}")
-        return f"CP {cp_state}; policy v{report.policy_version} served, cores {dp['cores']} pinned"
+        return f"CP {cp_state}; {serving_detail(dp)}, cores {dp['cores']} pinned"
 
     @staticmethod
     def cp_continued(m: Move) -> str:

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 from orchestrator.controller.controller import Controller
-from orchestrator.controller.deploy import remove_everywhere, wait_dp_policy
+from orchestrator.controller.deploy import remove_everywhere, serving_detail, wait_dp_policy
 from orchestrator.controller.inventory import FunctionSpec
 from orchestrator.errors import InputError, RecoveryError, VnfctlError
 
@@ -207,8 +207,7 @@ def make_whole(ctl: Controller, spec: FunctionSpec, host: str, cp_ip: str, world
     st = wait_dp_policy(ctl, host, spec, None, policy_timeout)
     ctl.state.record_deploy(spec, host, target, entry.migration_address, f"h-{host}", cp_ip, st["core_mask"],
                             st["cores"], st["pid"], target if spec.steering_mark is not None else None)
-    actions.append(f"recorded on {host}: DP pid {st['pid']} cores {st['cores']} serving policy "
-                   f"v{st['stats']['policy_version']}")
+    actions.append(f"recorded on {host}: DP pid {st['pid']} cores {st['cores']}: {serving_detail(st)}")
 
 
 def recover_function(ctl: Controller, name: str) -> Recovery:

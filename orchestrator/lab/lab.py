@@ -296,6 +296,7 @@ class Lab:
                 netlink.set_up(hns, ifname)
             for ifname in (f"h-{h.name}", f"d-{h.name}"):
                 netlink.set_up(rns, ifname)
+            netlink.complete_checksums(rns, f"d-{h.name}")
             netlink.ensure_route(hns, "default", str(router.lan_gateway))
             # CP guests reach the control server through their host's address: the guest network
             # is the same on every host, so a moved CP keeps working without new routes for it.
@@ -399,13 +400,15 @@ class Lab:
         return self.state_dir / "functions.yaml"
 
     def _publish(self) -> None:
-        """Put this repo's DP program and the CP guest image in the store (signed), and write the
-        lab's function specs naming both."""
+        """Put this repo's DP program, Debian's dpdk-testpmd and the CP guest image in the store
+        (signed), and write the lab's function specs naming them: ``fa`` (this repo's DP) and
+        ``ft`` (testpmd as its DP)."""
         from images.builder import build_cp_image
-        from orchestrator.store.store import Store, publish_cp_image, publish_dp
+        from orchestrator.store.store import Store, publish_cp_image, publish_dp, publish_testpmd
 
         store = Store(STORE_DIR, key_file=STORE_KEY)
         program = publish_dp(store)
+        testpmd = publish_testpmd(store)
         image = publish_cp_image(store, build_cp_image())
         t = self.topology
         client = str(t.endpoint("client").subnet) if "client" in {e.name for e in t.endpoints} else "10.0.0.0/8"
@@ -414,7 +417,14 @@ class Lab:
                       "dp": {"program": f"{program.name}@{program.version}", "cores": 1, "port": 7777,
                              "idle": "adaptive"},
                       "steering": {"mark": 0x10},
-                      "policy": {"allow": [client], "rate_pps": 2000, "burst": 2000, "reply": "pong from fa"}}]
+                      "policy": {"allow": [client], "rate_pps": 2000, "burst": 2000, "reply": "pong from fa"}},
+                     # a stock DPDK application as the DP: it answers every frame (5tswap), reads no
+                     # policy (the CP keeps its own), and is moved break-before-make only
+                     {"name": "ft", "service_ip": "10.40.0.11",
+                      "cp": {"image": f"{image.name}@{image.version}", "vcpus": 1, "memory_mib": 256},
+                      "dp": {"program": f"{testpmd.name}@{testpmd.version}", "cores": 1, "port": 7777,
+                             "idle": "busy"},
+                      "policy": {"allow": [client], "rate_pps": 0, "burst": 0, "reply": "pong from ft"}}]
         self.functions_file.write_text(yaml.safe_dump({"functions": functions}, sort_keys=False))
 
     def _write_inventory(self) -> None:

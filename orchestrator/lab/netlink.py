@@ -107,3 +107,30 @@ def routes(ns_name: str) -> list[tuple[str, str]]:
             if gw:
                 out.append((f"{r.get('dst') or '0.0.0.0'}/{r['dst_len']}", gw))
     return sorted(out)
+
+
+def _complete_checksums(ifname: str) -> None:
+    from pyroute2.ethtool import Ethtool
+
+    tool = Ethtool()
+    try:
+        features = tool.get_features(ifname)
+        for name in ("tx-checksum-ip-generic", "tx-checksum-ipv4", "tx-checksum-ipv6"):
+            if name in features.features:
+                features.features[name].enable = False
+        tool.set_features(ifname, features)
+    finally:
+        tool.close()
+
+
+def complete_checksums(ns_name: str, ifname: str) -> None:
+    """Frames leaving ``ifname`` carry complete L4 checksums, as on a wire.
+
+    NOTE: a veth passes a locally sent packet on with its checksum only started (the sender's
+    kernel leaves it to "hardware"), through any number of forwarding namespaces; a program that
+    reads frames raw off a lab host's data interface and sends them back (a stock DPDK
+    application, testpmd 5tswap) would then send a bad checksum, which no real segment carries.
+    Without TX checksum offload on the router's port the kernel completes it there."""
+    from orchestrator.netns import call_in_netns
+
+    call_in_netns(ns_name, _complete_checksums, ifname)

@@ -15,7 +15,8 @@ from pathlib import Path
 from rich.table import Table
 
 from orchestrator.store import signing
-from orchestrator.store.manifest import CORE_FORMS, DEFAULT_LAUNCH, NATIVE, Launch
+from orchestrator.store.errors import StoreError
+from orchestrator.store.manifest import CORE_FORMS, DEFAULT_LAUNCH, NATIVE, PRESET_NAMES, Launch
 from orchestrator.store.store import DEFAULT_DIR, Store, publish_cp_image, publish_dp
 
 RUNTIMES = ("python3", NATIVE)
@@ -71,17 +72,23 @@ def cmd_store_keygen(args, emit=None, out=None) -> int:
     return 0
 
 
-def launch_for(runtime: str, cores: str) -> Launch:
+def launch_for(runtime: str, cores: str | None, preset: str | None = None) -> Launch:
     """The launch ``store push`` gives a program: python3 takes dpdk_stub's options and flags
-    (``DEFAULT_LAUNCH``); a native program gets only its core argument."""
+    (``DEFAULT_LAUNCH``); a native program gets only its core argument; a preset (a stock DPDK
+    application) is native, takes DPDK's ``--lcores`` and the preset's command line."""
+    if preset is not None:
+        if runtime not in (None, NATIVE):
+            raise StoreError(f"--preset {preset}: the program runs natively (not under {runtime})")
+        return Launch(NATIVE, cores or "lcores", preset=preset)
     if runtime == NATIVE:
-        return Launch(NATIVE, cores)
-    return Launch(runtime, cores, DEFAULT_LAUNCH.options, DEFAULT_LAUNCH.flags)
+        return Launch(NATIVE, cores or "mask")
+    return Launch(runtime or "python3", cores or "mask", DEFAULT_LAUNCH.options, DEFAULT_LAUNCH.flags)
 
 
 def cmd_store_push(args, emit=None, out=None) -> int:
     emit, out = _io(emit, out)
-    m = _store(args).push_program(Path(args.file), args.name, args.version, launch_for(args.runtime, args.cores))
+    m = _store(args).push_program(Path(args.file), args.name, args.version, launch_for(args.runtime, args.cores,
+                                                                                         args.preset))
     emit(args, m.to_dict(), _say_program(out, "program"))
     return 0
 
@@ -170,12 +177,17 @@ def add_store_parser(sub, wrap=None) -> None:
     push.add_argument("file")
     push.add_argument("--name", required=True)
     push.add_argument("--version", required=True)
-    push.add_argument("--runtime", choices=RUNTIMES, default="python3",
-                      help="python3: the host's interpreter runs the file, which takes dpdk_stub's options "
-                           "(--iface --ip --mac --policy-shm --stats --name, --standby); native: the file runs "
-                           "itself and gets only its core argument")
-    push.add_argument("--cores", choices=CORE_FORMS, default="mask",
-                      help="the core argument: mask (-c 0x0000ff00) or list (-l 1,3-4)")
+    push.add_argument("--runtime", choices=RUNTIMES,
+                      help="python3 (the default): the host's interpreter runs the file, which takes dpdk_stub's "
+                           "options (--iface --ip --mac --policy-shm --stats --name, --standby); native: the file "
+                           "runs itself and gets only its core argument")
+    push.add_argument("--cores", choices=CORE_FORMS,
+                      help="the core argument: mask (-c 0x0000ff00, the default), list (-l 1,3-4) or lcores "
+                           "(--lcores=0@1,1@1,2@3, the default with --preset)")
+    push.add_argument("--preset", choices=PRESET_NAMES,
+                      help="a stock DPDK application started by a command line the hosts' agents own: "
+                           "testpmd-5tswap (dpdk-testpmd answering each frame, af_packet on an interface of "
+                           "the DP's own); the agent claims the function's IP for it; moved break-before-make only")
     common(push, cmd_store_push)
 
     pi = store.add_parser("push-image", help="publish a CP guest image (kernel and initramfs) as NAME@VERSION")

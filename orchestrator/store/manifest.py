@@ -41,9 +41,12 @@ FLAG = re.compile(r"^--[a-z][a-z0-9-]{0,31}$")
 # NOTE: a runtime is a name ("python3"), never a path: no '/' can pass this.
 RUNTIME = re.compile(r"^[a-z][a-z0-9._+-]{0,31}$")
 NATIVE = "native"
-CORE_FORMS = ("mask", "list")
+CORE_FORMS = ("mask", "list", "lcores")
 OPTION_NAMES = ("iface", "ip", "mac", "policy_shm", "stats", "name", "port", "idle")
 FLAG_NAMES = ("standby",)
+# Command lines the agent owns for programs that take none of its options (see
+# ``orchestrator.agent.launch.PRESETS``): a manifest names one, never the words themselves.
+PRESET_NAMES = ("testpmd-5tswap",)
 KINDS = ("program", "image")
 IMAGE_FILES = ("kernel", "initrd")
 ENVELOPE_FIELDS = ("manifest", "signature")
@@ -99,41 +102,67 @@ def _named_flags(value, allowed: tuple[str, ...], what: str) -> tuple[tuple[str,
 @dataclass(frozen=True)
 class Launch:
     """How the agent launches a program: ``runtime`` ("native", or an interpreter name the host
-    maps to a path), ``cores`` ("mask" → ``-c 0x0000ff00``, "list" → ``-l 1,3-4``), ``options``
-    and ``flags`` as ((name, flag), ...) in the schema's order (a mapping is accepted).
-    See ``orchestrator.agent.launch.dp_argv`` for the command line this makes."""
+    maps to a path), ``cores`` ("mask" → ``-c 0x0000ff00``, "list" → ``-l 1,3-4``, "lcores" →
+    DPDK's ``--lcores=0@1,1@1,2@3``), ``options`` and ``flags`` as ((name, flag), ...) in the
+    schema's order (a mapping is accepted), and ``preset``: the name of a command line the agent
+    owns (``PRESET_NAMES``) for a program that takes none of the agent's options, a stock DPDK
+    application. A preset program is native and has no options or flags of its own: the agent
+    gives it its own interface, claims its IP (ARP) for it and reads its counters.
+    See ``orchestrator.agent.launch.dp_argv`` for the command line this makes.
+
+    ``preset`` is optional in the JSON (absent: none), so manifests signed before it existed
+    keep their exact content and signature."""
 
     runtime: str = "python3"
     cores: str = "mask"
     options: tuple[tuple[str, str], ...] = ()
     flags: tuple[tuple[str, str], ...] = ()
+    preset: str | None = None
 
     FIELDS: ClassVar[tuple[str, ...]] = ("runtime", "cores", "options", "flags")
+    OPTIONAL: ClassVar[tuple[str, ...]] = ("preset",)
 
     def __post_init__(self):
         if not isinstance(self.runtime, str) or not (self.runtime == NATIVE or RUNTIME.match(self.runtime)):
             raise StoreError(f"launch runtime {str(self.runtime)[:40]!r}: use 'native' or an interpreter name "
                              f"such as 'python3' (never a path)")
         if self.cores not in CORE_FORMS:
-            raise StoreError(f"launch cores {str(self.cores)[:40]!r}: use {' or '.join(CORE_FORMS)}")
+            raise StoreError(f"launch cores {str(self.cores)[:40]!r}: use {', '.join(CORE_FORMS)}")
         object.__setattr__(self, "options", _named_flags(self.options, OPTION_NAMES, "launch options"))
         object.__setattr__(self, "flags", _named_flags(self.flags, FLAG_NAMES, "launch flags"))
         used = [f for _, f in self.options + self.flags]
         dup = sorted({f for f in used if used.count(f) > 1})
         if dup:
             raise StoreError(f"launch: flag {', '.join(dup)} is used for more than one name")
+        if self.preset is not None:
+            if self.preset not in PRESET_NAMES:
+                raise StoreError(f"launch preset {str(self.preset)[:40]!r}: known presets are "
+                                 f"{', '.join(PRESET_NAMES)}")
+            if self.runtime != NATIVE or self.options or self.flags:
+                raise StoreError(f"launch preset {self.preset}: the program must be native with no options or "
+                                 f"flags of its own (the preset is its whole command line)")
 
     def to_dict(self) -> dict:
-        return {"runtime": self.runtime, "cores": self.cores, "options": dict(self.options),
-                "flags": dict(self.flags)}
+        d = {"runtime": self.runtime, "cores": self.cores, "options": dict(self.options), "flags": dict(self.flags)}
+        if self.preset is not None:
+            d["preset"] = self.preset
+        return d
 
     @classmethod
     def from_dict(cls, doc) -> "Launch":
-        d = _strict(doc, cls.FIELDS, "launch")
+        if isinstance(doc, dict) and "preset" in doc:
+            d = _strict(doc, cls.FIELDS + cls.OPTIONAL, "launch")
+        else:
+            d = _strict(doc, cls.FIELDS, "launch")
         for f in ("options", "flags"):
             if not isinstance(d[f], dict):
                 raise StoreError(f"launch {f} must be a JSON object")
-        return cls(**{f: d[f] for f in cls.FIELDS})
+        return cls(**{f: d[f] for f in cls.FIELDS + cls.OPTIONAL if f in d})
+
+    @property
+    def takes_policy(self) -> bool:
+        """Does the program read the CP's policy table (the agent's shared memory)?"""
+        return any(name == "policy_shm" for name, _ in self.options)
 
 
 # The launch of this repo's DP, dpdk_stub (see dpdk_stub/eal.py for its arguments).

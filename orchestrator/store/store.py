@@ -30,7 +30,7 @@ from pathlib import Path
 
 from orchestrator.store import signing
 from orchestrator.store.errors import IntegrityError, NotFound, StoreError
-from orchestrator.store.manifest import (DEFAULT_LAUNCH, KINDS, AnyManifest, BlobRef, ImageManifest, Launch,
+from orchestrator.store.manifest import (DEFAULT_LAUNCH, KINDS, NATIVE, AnyManifest, BlobRef, ImageManifest, Launch,
                                          ProgramManifest, check_ref, check_sha, content, read_unverified,
                                          sign_envelope)
 
@@ -336,6 +336,38 @@ def publish_dp(store: Store, name: str = "dpdk_stub", version: str | None = None
         program = Path(tmp) / f"{name}.pyz"
         program.write_bytes(archive)
         return store.push_program(program, name, version)
+
+
+TESTPMD = "/usr/bin/dpdk-testpmd"
+TESTPMD_LAUNCH = Launch(NATIVE, "lcores", preset="testpmd-5tswap")
+
+
+def testpmd_version(path: str = TESTPMD, dpdk_version: str | None = None) -> str:
+    """``<DPDK's version>-<first 8 hex of the file's sha256>``: a rebuilt binary is a new
+    immutable version even when Debian's version string stayed the same."""
+    if dpdk_version is None:
+        import subprocess
+
+        out = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "dpdk-dev"], capture_output=True, text=True)
+        dpdk_version = out.stdout.strip() if out.returncode == 0 else "0"
+    upstream = "".join(ch if ch.isalnum() or ch in "._" else "_" for ch in dpdk_version.split("-")[0]) or "0"
+    return f"{upstream[:40]}-{_sha256_file(Path(path))[:8]}"
+
+
+def publish_testpmd(store: Store, path: str = TESTPMD, name: str = "dpdk-testpmd") -> ProgramManifest:
+    """Debian's dpdk-testpmd as a DP program (preset testpmd-5tswap): the hosts run the store's
+    copy of the binary, with the DPDK libraries and drivers they have installed."""
+    if not Path(path).is_file():
+        raise StoreError(f"{path} is not installed here (Debian package dpdk-dev)")
+    return store.push_program(Path(path), name, testpmd_version(path), TESTPMD_LAUNCH)
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def publish_cp_image(store: Store, image, name: str = "cp-guest") -> ImageManifest:

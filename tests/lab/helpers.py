@@ -48,6 +48,14 @@ def spec_for(lab, name: str, ip: str, steering: bool = False, cores: int = 1, po
                                           "burst": 0, "reply": f"pong from {name}"}, image=base.image, dp_idle=base.dp_idle)
 
 
+def dpdk_app_spec(lab, name: str, ip: str) -> FunctionSpec:
+    """A function spec of its own for one test, on dpdk-testpmd as its DP (the lab's ``ft``)."""
+    ft = next(s for s in load_functions(lab.functions_file) if s.name == "ft")
+    return FunctionSpec(name=name, service_ip=ip, vcpus=1, memory_mib=256, program=ft.program, dp_cores=1,
+                        port=7777, policy={"allow": [str(lab.topology.endpoint("client").subnet)], "rate_pps": 0,
+                                           "burst": 0, "reply": f"pong from {name}"}, image=ft.image, dp_idle="busy")
+
+
 def inventory_with(lab, tmp_path: Path, change) -> Path:
     """A copy of the lab's inventory with ``change(doc)`` applied (another strategy, a driver...)."""
     doc = yaml.safe_load(lab.inventory_file.read_text())
