@@ -36,6 +36,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from orchestrator.agent.cores import needs_core_alone, usable_cores
 from orchestrator.controller import placement as placement_plans
 from orchestrator.controller.inventory import NAME, FunctionSpec, load_functions
 from orchestrator.controller.policy import validate_table
@@ -353,6 +354,8 @@ class HostInfo:
     cores_offered: list[int] | None = None
     cores_free: list[int] | None = None
     free_mask: str | None = None
+    core_share: int | None = None        # DPs that sleep when idle per core (1: every DP alone)
+    free_slots: int | None = None        # how many more such one-core DPs fit
     loadavg: list[float] | None = None
     cpu_percent: list[float] | None = None
     dps: int | None = None
@@ -362,7 +365,8 @@ class HostInfo:
     def as_json(self) -> dict:
         return {"host": self.host, "router": self.router, "address": self.address, "libvirt_uri": self.libvirt_uri,
                 "agent": self.agent, "agent_version": self.agent_version, "cores_offered": self.cores_offered,
-                "cores_free": self.cores_free, "free_mask": self.free_mask, "loadavg": self.loadavg,
+                "cores_free": self.cores_free, "free_mask": self.free_mask, "core_share": self.core_share,
+                "free_slots": self.free_slots, "loadavg": self.loadavg,
                 "cpu_percent": self.cpu_percent, "dps": self.dps, "cps": self.cps, "accel": self.accel,
                 "accel_reason": self.accel_reason, "orphans": self.orphans}
 
@@ -678,8 +682,9 @@ class Site:
         policy = self.policy(function)
         return policy.table.as_json() if policy else None
 
-    def _free_cores(self, host: str) -> list[int]:
-        return list(self.ctl.agent(host).call("cores")["free"])
+    def _free_cores(self, host: str, spec: FunctionSpec) -> list[int]:
+        """The cores on ``host`` the function's DP could be given (a busy one: cores nobody holds)."""
+        return usable_cores(self.ctl.agent(host).call("cores"), needs_core_alone(spec.dp_idle))
 
     def _move_plan(self, function: str, to: str, handover: str, why: str = "",
                    check_capacity: bool = False) -> MovePlan:
@@ -694,7 +699,7 @@ class Site:
         row = next((r for r in self.ctl.state.functions() if r["function"] == function), None)
         cores_before = json.loads(row["cores"]) if row and row.get("cores") else []
         needed = len(cores_before) or spec.dp_cores
-        free = self._free_cores(to)
+        free = self._free_cores(to, spec)
         blockers = []
         if check_capacity and len(free) < needed:
             blockers.append(f"host {to}: not enough free cores for {spec.dp}: need {needed}, free {len(free)}")
@@ -711,7 +716,7 @@ class Site:
         from orchestrator.controller.deploy import DEPLOY_STEPS
 
         router = self.ctl.host(host).router
-        free = self._free_cores(host)
+        free = self._free_cores(host, spec)
         blockers = []
         if len(free) < spec.dp_cores:
             blockers.append(f"host {host}: DP of {spec.name} needs {spec.dp_cores} cores, {len(free)} free")
@@ -800,7 +805,8 @@ class Site:
             load = agent.call("load", interval_s=0.1)
             cores = agent.call("cores")
             figures = dict(agent="up", agent_version=agent.info.get("version"), cores_offered=cores["offered"],
-                           cores_free=cores["free"], free_mask=cores["free_mask"], loadavg=load["loadavg"],
+                           cores_free=cores["free"], free_mask=cores["free_mask"], core_share=cores.get("share", 1),
+                           free_slots=cores.get("free_slots", len(cores["free"])), loadavg=load["loadavg"],
                            cpu_percent=load["cpu_percent"], dps=load["dps"], cps=load["cps"])
         except VnfctlError as exc:
             figures = dict(agent=f"down: {exc}")

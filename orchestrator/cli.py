@@ -199,6 +199,9 @@ def cmd_bench_migrate(args) -> int:
     return 0
 
 
+EVACUATION_LAB = "vne"
+
+
 def cmd_bench_evacuate(args) -> int:
     from orchestrator.lab.evacbench import bench_evacuate, parse_counts, render_rows
 
@@ -286,7 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     bmig.add_argument("--json", action="store_true")
     bmig.set_defaults(fn=cmd_bench_migrate)
     bev = bench.add_parser("evacuate", help="evacuations of N functions, K moves at once: total time, controller RSS")
-    bev.add_argument("--lab", default=os.environ.get("VNFCTL_LAB"))
+    bev.add_argument("--lab", default=os.environ.get("VNFCTL_LAB") or EVACUATION_LAB,
+                     help=f"the lab (default: {EVACUATION_LAB}, the embedded lab of many functions on shared DP "
+                          f"cores, brought up if it is not)")
     bev.add_argument("--functions", default="1,4,16", metavar="N[,N...]", help="function counts (default 1,4,16)")
     bev.add_argument("--parallel", default="1,4", metavar="K[,K...]", help="moves at once (default 1,4)")
     bev.add_argument("--json", action="store_true")

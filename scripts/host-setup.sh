@@ -18,8 +18,10 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
+# nftables: the guard of the data interface for DPs with an interface of their own; librte-meta-all:
+# DPDK's libraries and drivers, with which a DPDK application from the store (dpdk-testpmd) runs.
 PACKAGES=(libvirt-daemon-system qemu-system-x86 openssh-server python3-venv python3-dev gcc libc6-dev
-          libvirt-dev pkg-config iproute2 util-linux)
+          libvirt-dev pkg-config iproute2 util-linux nftables librte-meta-all)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -60,11 +60,12 @@ def parse_cores(text: str) -> list[int]:
     return sorted(cores)
 
 
-def agent_config(host: str, store_url: str, keys: list[str], data_interface: str, dp_cores: list[int]) -> dict:
+def agent_config(host: str, store_url: str, keys: list[str], data_interface: str, dp_cores: list[int],
+                 dp_core_share: int = 1) -> dict:
     """The agent's configuration document (pure)."""
     return {"host": host, "store_url": store_url.rstrip("/"), "trusted_store_keys": list(keys),
-            "data_interface": data_interface, "dp_cores": list(dp_cores), "state_dir": str(paths.STATE_DIR),
-            "image_dir": str(paths.IMAGE_DIR), "shm_dir": "/dev/shm"}
+            "data_interface": data_interface, "dp_cores": list(dp_cores), "dp_core_share": dp_core_share,
+            "state_dir": str(paths.STATE_DIR), "image_dir": str(paths.IMAGE_DIR), "shm_dir": "/dev/shm"}
 
 
 def sshd_dropin(python: str) -> str:
@@ -176,7 +177,7 @@ def _start_systemd(python: str, restart: bool, sshd_changed: bool) -> str:
 
 def bring_up(host: str, store_url: str, keys: list[str], data_interface: str, dp_cores: list[int],
              authorized_key: str | None = None, service: str = "daemon", python: str | None = None,
-             sys_class_net: Path = Path("/sys/class/net")) -> list[str]:
+             sys_class_net: Path = Path("/sys/class/net"), dp_core_share: int = 1) -> list[str]:
     """Bring this machine up as vnfctl host ``host``; returns one line per thing done."""
     from orchestrator.store.signing import parse_public_key
 
@@ -192,6 +193,8 @@ def bring_up(host: str, store_url: str, keys: list[str], data_interface: str, dp
     missing = [c for c in dp_cores if c not in usable]
     if missing:
         raise InputError(f"host {host}: DP cores {missing} do not exist here (usable: {sorted(usable)})")
+    if isinstance(dp_core_share, bool) or not isinstance(dp_core_share, int) or not 1 <= dp_core_share <= 64:
+        raise InputError(f"--dp-core-share must be a whole number from 1 to 64, not {dp_core_share!r}")
     if not keys:
         raise InputError("give the store's public key with --trust-store-key (vnfctl store keygen prints it)")
     for key in keys:
@@ -201,7 +204,8 @@ def bring_up(host: str, store_url: str, keys: list[str], data_interface: str, dp
     _check_sshd_includes_dropins()
 
     done = []
-    cfg = yaml.safe_dump(agent_config(host, store_url, keys, data_interface, dp_cores), sort_keys=False)
+    cfg = yaml.safe_dump(agent_config(host, store_url, keys, data_interface, dp_cores, dp_core_share),
+                         sort_keys=False)
     cfg_changed = _write(paths.CONFIG, cfg, 0o600)
     done.append(f"{paths.CONFIG} {'written' if cfg_changed else 'unchanged'}")
     paths.STATE_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -226,12 +230,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="a store public key line (vnfctl store keygen prints it); repeat to trust several")
     p.add_argument("--data-interface", required=True, help="the interface reserved for DPs")
     p.add_argument("--dp-cores", required=True, help="cores offered to DPs, e.g. 8-15")
+    p.add_argument("--dp-core-share", type=int, default=1, metavar="N",
+                   help="how many DPs that sleep when idle (idle: adaptive) may share one core (default 1: "
+                        "every DP has its cores alone; a busy-polling DP always does)")
     p.add_argument("--authorized-key", help="the controller's SSH public key line")
     p.add_argument("--service", choices=SERVICES, default="systemd")
     args = p.parse_args(argv)
     try:
         for line in bring_up(args.host, args.store_url, args.trust_store_key, args.data_interface,
-                             parse_cores(args.dp_cores), args.authorized_key, args.service):
+                             parse_cores(args.dp_cores), args.authorized_key, args.service,
+                             dp_core_share=args.dp_core_share):
             print(f"host {args.host}: {line}")
     except VnfctlError as exc:
         print(f"vnfctl host bring-up: error: {exc}", file=sys.stderr)

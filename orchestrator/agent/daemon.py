@@ -25,7 +25,7 @@ import yaml
 
 from orchestrator.agent import dp as dpproc
 from orchestrator.agent import paths, telemetry
-from orchestrator.agent.cores import cores_to_mask
+from orchestrator.agent.cores import cores_to_mask, needs_core_alone
 from orchestrator.agent.dpnet import DpInterfaces, LinuxDpInterfaces, interface_name, is_dp_interface
 from orchestrator.agent.launch import dp_argv, dp_env, run_dir, telemetry_socket
 from orchestrator.agent.protocol import (PROTOCOL_VERSION, AgentError, ProtocolError, encode, parse_request,
@@ -56,13 +56,15 @@ class AgentConfig:
     trusted_store_keys: tuple[str, ...] = ()
     image_dir: Path = paths.IMAGE_DIR
     shm_dir: Path = Path("/dev/shm")
+    dp_core_share: int = 1      # DPs that sleep when idle per core (1: every DP has its cores alone)
 
     @classmethod
     def load(cls, path: Path) -> "AgentConfig":
         doc = yaml.safe_load(path.read_text())
         return cls(doc["host"], Path(doc.get("state_dir", paths.STATE_DIR)), [int(c) for c in doc["dp_cores"]],
                    doc["data_interface"], doc["store_url"], tuple(doc.get("trusted_store_keys") or ()),
-                   Path(doc.get("image_dir", paths.IMAGE_DIR)), Path(doc.get("shm_dir", "/dev/shm")))
+                   Path(doc.get("image_dir", paths.IMAGE_DIR)), Path(doc.get("shm_dir", "/dev/shm")),
+                   int(doc.get("dp_core_share", 1)))
 
 
 def _need(args: dict, *keys: str) -> list:
@@ -95,7 +97,7 @@ class Agent:
         # The store keys this host trusts: a manifest not signed by one of them is never used.
         self.trusted = [parse_public_key(k) for k in config.trusted_store_keys]
         self.lock = threading.RLock()
-        self.tables = HostTables.load(config.state_dir / "tables.json", config.dp_cores)
+        self.tables = HostTables.load(config.state_dir / "tables.json", config.dp_cores, config.dp_core_share)
         self.relays: dict[str, CpRelay] = {}
         self.writers: dict[str, object] = {}
         for vm, rec in self.tables.vm_cp.items():
@@ -208,7 +210,10 @@ class Agent:
                 raise AgentError(f"DP {existing['dp']} for CP {cp} already runs here (pid {existing['pid']})")
             if existing:
                 self._forget_dp(cp)
-            cores = self.tables.cores.allocate(dp, int(count))
+            idle = args.get("idle") or "busy"
+            if idle not in ("busy", "adaptive"):
+                raise AgentError(f"DP {dp}: idle must be busy or adaptive, not {idle!r}")
+            cores = self.tables.cores.allocate(dp, int(count), exclusive=needs_core_alone(idle))
             shm = self.config.shm_dir / f"vnfctl-{dp}.policy"
             stats = self.config.state_dir / "dp" / f"{dp}.stats.json"
             mac = args.get("mac") or dp_mac(self.config.host, dp)
@@ -229,9 +234,6 @@ class Agent:
                     rec["stats"] = str(stats)
                 if args.get("port") is not None:
                     values["port"] = str(int(args["port"]))
-                idle = args.get("idle") or "busy"
-                if idle not in ("busy", "adaptive"):
-                    raise AgentError(f"DP {dp}: idle must be busy or adaptive, not {idle!r}")
                 if idle != "busy" and not any(name == "idle" for name, _ in launch.options):
                     raise AgentError(f"DP {dp}: program {rec['program']} has no idle mode (it busy-polls its "
                                      f"cores): give the function dp idle: busy")

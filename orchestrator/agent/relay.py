@@ -33,14 +33,16 @@ class CpRelay(threading.Thread):
         self.report_at: float | None = None
         self.table: tuple[int, dict] | None = None
         self.connected = False
-        self._stop = threading.Event()
+        # NOTE: not "_stop": threading.Thread has a method of that name, which the interpreter
+        # calls after a fork (the agent forks to start every DP) and when a thread is joined.
+        self._stopping = threading.Event()
         self._sock: socket.socket | None = None
         self._synced_at = 0.0
         self._lock = threading.Lock()
         self.reconnects = 0
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
         with self._lock:
             if self._sock:
                 try:
@@ -60,7 +62,7 @@ class CpRelay(threading.Thread):
                 return False
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             # NOTE: a unix connect() blocks while the listener's backlog is full (QEMU's chardev
             # listens with a backlog of one and accepts one client at a time): bounded, so a
@@ -70,7 +72,7 @@ class CpRelay(threading.Thread):
                 sock.connect(str(self.channel))
             except OSError:         # socket.timeout is an OSError too
                 sock.close()
-                self._stop.wait(0.2)
+                self._stopping.wait(0.2)
                 continue
             with self._lock:
                 self._sock = sock
@@ -81,7 +83,7 @@ class CpRelay(threading.Thread):
             heard = time.monotonic()
             sock.settimeout(0.5)
             try:
-                while not self._stop.is_set():
+                while not self._stopping.is_set():
                     try:
                         chunk = sock.recv(65536)
                     except socket.timeout:

@@ -26,20 +26,24 @@ class HostTables:
     cp_dp: dict[str, dict] = field(default_factory=dict)
 
     @classmethod
-    def load(cls, path: Path, offered_cores: list[int]) -> "HostTables":
-        """Load the tables, or start empty; the offered cores come from the agent's configuration
-        (an operator may change them), the allocations from disk."""
+    def load(cls, path: Path, offered_cores: list[int], share: int = 1) -> "HostTables":
+        """Load the tables, or start empty; the offered cores and their share come from the
+        agent's configuration (an operator may change them), the allocations from disk."""
         if path.exists():
             doc = json.loads(path.read_text())
             used = {k: v for k, v in doc.get("cores_used", {}).items()}
-            return cls(path, CoreAllocator(list(offered_cores), used), doc.get("vm_cp", {}), doc.get("cp_dp", {}))
-        return cls(path, CoreAllocator(list(offered_cores)))
+            exclusive = doc.get("cores_exclusive")
+            return cls(path, CoreAllocator(list(offered_cores), used, share,
+                                           None if exclusive is None else set(exclusive)),
+                       doc.get("vm_cp", {}), doc.get("cp_dp", {}))
+        return cls(path, CoreAllocator(list(offered_cores), share=share))
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
         with open(tmp, "w") as f:
-            json.dump({"vm_cp": self.vm_cp, "cp_dp": self.cp_dp, "cores_used": self.cores.used}, f, indent=1)
+            json.dump({"vm_cp": self.vm_cp, "cp_dp": self.cp_dp, "cores_used": self.cores.used,
+                       "cores_exclusive": sorted(self.cores.exclusive)}, f, indent=1)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.path)

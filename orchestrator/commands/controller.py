@@ -272,8 +272,10 @@ def cmd_hosts(args, emit, out, progress) -> int:
         for d in ds:
             free, offered = d["cores_free"], d["cores_offered"]
             orphans = d.get("orphans")
+            shared = (d.get("core_share") or 1) > 1
             t.add_row(d["host"], d["router"], d["address"], d["agent"], d["accel"] or "?",
-                      f"{free} of {offered}" if offered is not None else "-",
+                      "-" if offered is None else f"{free} of {offered}" +
+                      (f" (shared by {d['core_share']}: {d['free_slots']} places)" if shared else ""),
                       f"{(d['loadavg'] or [0])[0]:.2f}", str(d["cps"] if d["cps"] is not None else "-"),
                       str(d["dps"] if d["dps"] is not None else "-"),
                       "?" if orphans is None else ", ".join(f"{o['kind']} {o['name']}" for o in orphans) or "-")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass, field
 
-from orchestrator.agent.cores import CoreAllocationError
+from orchestrator.agent.cores import CoreAllocationError, needs_core_alone, usable_cores
 from orchestrator.controller.controller import Controller
 from orchestrator.controller.http import HttpError
 from orchestrator.controller.inventory import FunctionSpec
@@ -145,9 +145,10 @@ class DeployPrecheck(DeployStep):
 
     def commit(self, p: Placing) -> str:
         spec, host, ctl = p.spec, p.ctx.host, p.ctl
-        free = p.agent.call("cores")["free"]
+        free = usable_cores(p.agent.call("cores"), needs_core_alone(spec.dp_idle))
         if len(free) < spec.dp_cores:
-            raise CoreAllocationError(f"host {host}: DP of {spec.name} needs {spec.dp_cores} cores, {len(free)} free")
+            raise CoreAllocationError(f"host {host}: DP of {spec.name} needs {spec.dp_cores} cores"
+                                      f"{' of its own' if needs_core_alone(spec.dp_idle) else ''}, {len(free)} free")
         for other in ctl.state.functions():
             if other["ip"] == spec.service_ip:
                 raise InputError(f"service IP {spec.service_ip} is already used by {other['function']}")

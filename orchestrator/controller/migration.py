@@ -33,7 +33,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 
-from orchestrator.agent.cores import CoreAllocationError
+from orchestrator.agent.cores import CoreAllocationError, needs_core_alone, usable_cores
 from orchestrator.controller.deploy import dp_serves, program_manifest, serving_detail
 from orchestrator.controller.steps import Runner, Step, StepFailed, StepRecord, Together, side_by_side, taken
 from orchestrator.errors import Aborted, InputError, VnfctlError
@@ -290,7 +290,7 @@ class Precheck(MoveStep):
             "table": lambda: wait_for(lambda: (t := m.s_agent.call("cp_table", vm=spec.vm))["version"] is not None
                                       and t, 5.0, 0.1),
             "cp_before": lambda: wait_for(lambda: m.s_agent.call("cp_report", vm=spec.vm)["report"], 5.0, 0.1),
-            "free": lambda: m.d_agent.call("cores")["free"],
+            "free": lambda: usable_cores(m.d_agent.call("cores"), needs_core_alone(spec.dp_idle)),
             "fetched": lambda: (program_manifest(ctl, spec),
                                 m.d_agent.call("fetch_program", name=spec.program_name,
                                                version=spec.program_version))[1],
@@ -602,9 +602,12 @@ class Verify(MoveStep):
         if got is None:
             seen = m.d_agent.call("cp_report", vm=spec.vm)
             age = f"{time.time() - seen['report_at']:.1f}s ago" if seen.get("report_at") else "never"
+            last = seen.get("report") or {}
+            what = (f": counter {last.get('counter')} at uptime {last.get('uptime_s')}s, before the move "
+                    f"{before.counter} at {before.uptime_s}s" if last else "")
             raise VnfctlError(f"function {spec.name}: CP {spec.vm} does not report on {ctx.dst} (channel "
                               f"{'connected' if seen['connected'] else 'not connected'}, "
-                              f"{seen.get('connections')} connection(s), last report {age})")
+                              f"{seen.get('connections')} connection(s), last report {age}{what})")
         m.report.cp_continuity, detail = continuity(before, got)
         if not m.report.cp_continuity:
             raise VnfctlError(f"function {spec.name}: CP {spec.vm} did not continue on {ctx.dst}: {detail}")

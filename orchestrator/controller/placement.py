@@ -76,7 +76,11 @@ def _loads(ctl) -> list[HostLoad]:
         cores = agent.call("cores")
         load = agent.call("load", interval_s=0.2)
         cpu = sum(load["cpu_percent"]) / max(1, len(load["cpu_percent"]))
-        out.append(HostLoad(h.name, h.router, len(cores["free"]), len(cores["offered"]), cpu))
+        # NOTE: in DP places: on a host whose cores are shared (dp_core_share > 1) a core holds
+        # several DPs that sleep when idle. The move's own precheck still asks the target.
+        share = cores.get("share", 1)
+        out.append(HostLoad(h.name, h.router, cores.get("free_slots", len(cores["free"])),
+                            len(cores["offered"]) * share, cpu))
     return out
 
 

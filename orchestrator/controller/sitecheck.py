@@ -93,7 +93,10 @@ def check_host(ctl: Controller, name: str) -> list[Verdict]:
         offered, free = cores["offered"], cores["free"]
         if not offered:
             return False, "no cores offered to DPs (agent dp_cores is empty)"
-        return True, f"{len(free)} of {len(offered)} free (offered {offered}, free mask {cores['free_mask']})"
+        shared = cores.get("share", 1)
+        places = f"; shared by up to {shared} DPs that sleep when idle: {cores.get('free_slots')} places free" \
+            if shared > 1 else ""
+        return True, f"{len(free)} of {len(offered)} free (offered {offered}, free mask {cores['free_mask']}){places}"
 
     def store():
         doc = ctl.agent(name).call("check_store")

@@ -8,9 +8,10 @@ accounting of the finished child). After each run every function is checked whol
 (its CP guest runs there and nowhere else, its DP there, the controller's placement there), then
 moved back, unmeasured, for the next run.
 
-A function's DP owns a core, so N is bounded by the DP cores of the evacuated host and the free
-DP cores of the others: a count that does not fit this lab is reported as skipped, with why,
-never quietly left out. (On this 2-core machine the lab's host c has two DP cores, so N ≤ 2.)
+N is bounded by the DP places of the evacuated host and the free places of the others (a core
+alone per DP, or ``dp_core_share`` DPs per core where the host shares its cores among DPs that
+sleep when idle, as the embedded lab 'vne' does: 16 places on its host a, 8 each on b and c): a
+count that does not fit the lab is reported as skipped, with why, never quietly left out.
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ def parse_counts(text: str, what: str) -> list[int]:
     if not counts or counts[0] < 1:
         raise InputError(f"{what} must be whole numbers of 1 or more, not {text!r}")
     return counts
+
+
+def places(cores: dict) -> int:
+    """Pure: how many of the bench's one-core DPs (which sleep when idle) a host can hold, from
+    its agent's ``cores`` answer: its free places and those the bench's own functions hold."""
+    free = cores.get("free_slots", len(cores["free"]))
+    mine = sum(1 for dp in cores["used"] if dp.startswith(PREFIX) and dp.endswith("-dp"))
+    return free + mine
 
 
 def plan_runs(functions: list[int], parallel: list[int], capacity: int) -> tuple[list[tuple[int, int]], list[dict]]:
@@ -79,7 +88,7 @@ def bench_evacuate(lab: Lab, functions: list[int], parallel: list[int], progress
     home = home_namespaces()
     ctl = open_site(lab=lab.name)
     try:
-        hosts = {h.name: len(h.dp_cores) for h in ctl.inventory.hosts}
+        hosts = {h.name: places(ctl.agent(h.name).call("cores")) for h in ctl.inventory.hosts}
         source = max(sorted(hosts), key=lambda h: hosts[h])
         capacity = min(hosts[source], sum(n for h, n in hosts.items() if h != source))
         runs, skipped = plan_runs(functions, parallel, capacity)

@@ -118,6 +118,7 @@ class HostNode(Machine):
     def bring_up(self, store_url: str, store_keys: list[str], authorized_key: str, data_interface: str) -> list[str]:
         cmd = [sys.executable, "-m", "orchestrator.agent.bringup", "--host", self.host.name, "--store-url", store_url,
                "--data-interface", data_interface, "--dp-cores", ",".join(map(str, self.host.dp_cores)) or "0",
+               "--dp-core-share", str(self.host.dp_core_share),
                "--authorized-key", authorized_key, "--service", "daemon"]
         for key in store_keys:
             cmd += ["--trust-store-key", key]

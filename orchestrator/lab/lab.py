@@ -30,7 +30,7 @@ from orchestrator.lab import netlink, procs
 from orchestrator.controller.inventory import ssh_uri
 from orchestrator.lab.hostnode import HostNode
 from orchestrator.lab.routernode import FRR_DAEMONS, RouterNode
-from orchestrator.lab.topology import Topology, load_topology, parse_topology
+from orchestrator.lab.topology import EMBEDDED, Topology, load_topology, parse_topology
 from orchestrator.netns import call_in_netns, connect_from_netns, enter, same_namespace, set_sysctl
 from orchestrator.ssh import SshTarget, check as ssh_check
 from orchestrator.store import signing
@@ -234,7 +234,7 @@ class Lab:
             "routers": [{"name": r.name, "lan": str(r.lan), "data": str(r.data)} for r in t.routers],
             "router_links": [{"routers": list(l.routers), "subnet": str(l.subnet)} for l in t.links],
             "hosts": [{"name": h.name, "router": h.router, "address": str(h.address), "accel": h.accel,
-                       "dp_cores": list(h.dp_cores)} for h in t.hosts],
+                       "dp_cores": list(h.dp_cores), "dp_core_share": h.dp_core_share} for h in t.hosts],
             "endpoints": [{"name": e.name, "router": e.router, "subnet": str(e.subnet)} for e in t.endpoints],
         }
 
@@ -502,7 +502,7 @@ class Lab:
                 "name": h.name, "router": h.router, "address": str(h.address), "netns": node.netns,
                 "netns_up": up, "libvirtd": node.libvirtd_pid(), "sshd": node.sshd_pid(), "agent": node.agent_pid(),
                 "accel": choice.accel, "accel_reason": choice.reason, "dp_cores": list(h.dp_cores),
-                "libvirt_uri": node.libvirt_uri, "guests": None, "ssh": None,
+                "dp_core_share": h.dp_core_share, "libvirt_uri": node.libvirt_uri, "guests": None, "ssh": None,
             }
             if entry["libvirtd"]:
                 from orchestrator.virt import libvirt_host
@@ -537,7 +537,7 @@ def open_lab(name: str | None = None, topology_file: str | None = None) -> Lab:
     if state.exists():
         recorded = json.loads(state.read_text())
         return Lab(parse_topology(recorded["topology"], recorded.get("source") or str(state)))
-    topo = load_topology()
+    topo = load_topology(EMBEDDED.get(name))
     if topo.name != name:
-        raise LabNotUp(f"no lab named '{name}' is up")
+        raise LabNotUp(f"no lab named '{name}' is up (embedded labs: {', '.join(EMBEDDED)})")
     return Lab(topo)

@@ -17,6 +17,9 @@ import yaml
 from orchestrator.errors import TopologyError
 
 DEFAULT_TOPOLOGY = Path(__file__).with_name("default-topology.yaml")
+# The embedded topologies by lab name: the default lab, and the lab of many functions on shared
+# DP cores that 'vnfctl bench evacuate' uses.
+EMBEDDED = {"vnf": DEFAULT_TOPOLOGY, "vne": Path(__file__).with_name("evacuate-topology.yaml")}
 ACCELS = ("auto", "kvm", "tcg")
 # Interface names are built from node names ("h-" + name) and must stay under IFNAMSIZ (15).
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,9}$")
@@ -58,6 +61,7 @@ class Host:
     address: Addr
     accel: str = "auto"
     dp_cores: tuple[int, ...] = ()
+    dp_core_share: int = 1      # DPs that sleep when idle per core (the agent's --dp-core-share)
 
 
 @dataclass(frozen=True)
@@ -261,7 +265,10 @@ class _Validator:
             if (not isinstance(cores, list) or not all(isinstance(c, int) and c >= 0 for c in cores)
                     or len(set(cores)) != len(cores)):
                 raise self.fail(f"host {name} dp_cores must be a list of distinct core numbers")
-            hosts.append(Host(name, router, address, accel, tuple(cores)))
+            share = e.get("dp_core_share", 1)
+            if isinstance(share, bool) or not isinstance(share, int) or not 1 <= share <= 64:
+                raise self.fail(f"host {name} dp_core_share must be a whole number from 1 to 64, not {share!r}")
+            hosts.append(Host(name, router, address, accel, tuple(cores), share))
 
         endpoints = []
         for e in self.items(doc, "endpoints"):

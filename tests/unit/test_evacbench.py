@@ -29,3 +29,10 @@ def test_summary_speedup_against_one_at_a_time():
     assert doc["speedup"] == {"functions": 2, "parallel": 2, "ratio_to_k1": 0.6}
     assert doc["controller_peak_rss_mb"] == 80.5
     assert render_rows(doc)[-1] == ("16", "4", "skipped", "no room")
+
+
+def test_places_count_free_slots_and_the_benchs_own_functions():
+    from orchestrator.lab.evacbench import places
+
+    assert places({"free": [0, 1], "free_slots": 13, "used": {"ev1-dp": [0], "ev2-dp": [1], "fa-dp": [0]}}) == 15
+    assert places({"free": [1], "used": {"ev1-dp": [0]}}) == 2        # an agent from before sharing

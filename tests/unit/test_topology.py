@@ -5,7 +5,7 @@ import ipaddress
 import pytest
 
 from orchestrator.errors import TopologyError
-from orchestrator.lab.topology import Route, load_topology, parse_topology
+from orchestrator.lab.topology import DEFAULT_TOPOLOGY, Route, load_topology, parse_topology
 
 GOOD = """
 name: t
@@ -91,4 +91,20 @@ def test_unlinked_router_is_refused():
                         "router_links:\n  - {routers: [r2, r1], subnet: 10.10.0.0/30}\n") \
         .replace("routers:\n  - {name: r1", "routers:\n  - {name: r3, lan: 10.10.9.0/24, data: 10.30.9.0/24}\n  - {name: r1")
     with pytest.raises(TopologyError, match="not linked"):
+        parse_topology(text)
+
+
+def test_embedded_evacuation_lab_shares_its_dp_cores():
+    from orchestrator.lab.topology import EMBEDDED, load_topology
+
+    vne = load_topology(EMBEDDED["vne"])
+    assert vne.name == "vne"
+    assert {h.name: (len(h.dp_cores), h.dp_core_share) for h in vne.hosts} == {"a": (2, 8), "b": (2, 4), "c": (2, 4)}
+    assert all(h.dp_core_share == 1 for h in load_topology(EMBEDDED["vnf"]).hosts)
+
+
+@pytest.mark.parametrize("share", [0, 65, "2", True])
+def test_bad_dp_core_share_is_named(share):
+    text = DEFAULT_TOPOLOGY.read_text().replace("dp_cores: [1]}", f"dp_cores: [1], dp_core_share: {share!r}}}", 1)
+    with pytest.raises(TopologyError, match="dp_core_share must be a whole number from 1 to 64"):
         parse_topology(text)
