@@ -209,11 +209,13 @@ def cmd_bench_evacuate(args) -> int:
     doc = bench_evacuate(_lab(args), functions, parallel, progress=_progress(args))
 
     def render(d):
-        t = Table("functions", "parallel", "total ms", "lost functions", box=None, header_style="bold")
+        t = Table("functions", "parallel", "total ms", "lost functions", "not moved", box=None, header_style="bold")
         for row in render_rows(d):
             t.add_row(*row)
         out.print(t)
         out.print(f"controller peak RSS {d['controller_peak_rss_mb']} MB; goal: {d['goal']}", highlight=False)
+        for line in d.get("incidents") or []:
+            out.print(f"  incident: {line}", highlight=False)
 
     _emit(args, doc, render)
     return 0 if all(r["lost_functions"] == 0 for r in doc["runs"]) else 5

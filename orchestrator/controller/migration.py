@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field, fields
 from orchestrator.agent.cores import CoreAllocationError, needs_core_alone, usable_cores
 from orchestrator.controller.deploy import dp_serves, program_manifest, serving_detail
 from orchestrator.controller.steps import Runner, Step, StepFailed, StepRecord, Together, side_by_side, taken
-from orchestrator.errors import Aborted, InputError, VnfctlError
+from orchestrator.errors import Aborted, InputError, MigrationError, VnfctlError
 from orchestrator.errors import MigrationPrecheckError  # re-export
 from orchestrator.virt.accel import AccelChoice
 from orchestrator.virt.channel import Report, continuity
@@ -101,6 +101,7 @@ class MoveContext:
     handover_convergence: dict = field(default_factory=dict)
     src_stopped: dict | None = None      # break-before-make: how the source DP stopped
     cp_moved_at: float | None = None
+    cp_lost: str | None = None           # why the CP guest runs on neither host any more
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -392,6 +393,12 @@ class MigrateCp(MoveStep):
         result = m.s_hv.migrate(m.d_hv, spec.vm, m.d_entry.migration_address, m.options, on_progress=watch,
                                 stop_reason=stop_reason)
         m.ctx.cp_moved_at = time.time()
+        if not m.d_hv.guest_running(spec.vm):
+            # NOTE: libvirt said the copy completed, so the source's guest is gone; the target's
+            # stopped right after it started (seen under TCG: QEMU's migration left the guest's
+            # memory corrupt, its kernel panicked on the first timer tick and rebooted, which
+            # libvirt turns into a stop). Nothing can bring this CP back.
+            raise MigrationError(cp_lost(m, "stopped right after its copy completed"))
         m.report.cp_downtime_ms, m.report.cp_postcopy = result.downtime_ms, result.postcopy
         m.report.cp_libvirt_ms = result.total_ms
         if result.postcopy:
@@ -402,9 +409,20 @@ class MigrateCp(MoveStep):
     def rollback(self, m: Move) -> None:
         if m.d_hv.guest_running(m.spec.vm):
             m.d_hv.migrate(m.s_hv, m.spec.vm, m.s_entry.migration_address)
+        elif not m.s_hv.guest_running(m.spec.vm):
+            raise MigrationError(cp_lost(m, "stopped there after the move"))
 
     def done(self, m: Move) -> bool:
         return m.d_hv.guest_running(m.spec.vm) and not m.s_hv.guest_running(m.spec.vm)
+
+
+def cp_lost(m: Move, how: str) -> str:
+    """Record (in the saved context) and word that the function's CP guest runs on neither host."""
+    spec, ctx = m.spec, m.ctx
+    ctx.cp_lost = (f"CP {spec.vm} runs on neither {ctx.src} nor {ctx.dst}: it was copied to {ctx.dst} and {how} "
+                   f"(a crash of the guest; its console log on {ctx.dst} tells why); its state is lost")
+    m.ctl.state.save_context(m.op, "migrate_cp", ctx.as_dict())
+    return ctx.cp_lost
 
 
 class HandoverDp(MoveStep):
@@ -709,7 +727,12 @@ def migrate_function(ctl, name: str, dst: str, handover: str = "make-before-brea
     except StepFailed as exc:
         report.steps = runner.records
         # NOTE: an incomplete rollback keeps the lease: the function is not whole anywhere, and
-        # only 'vnfctl recover' may act on it now.
+        # only 'vnfctl recover' may act on it now. So does a CP that died on the way: the rest
+        # of the function went back, but it is not whole without its CP.
+        if ctx.cp_lost:
+            ctl.state.end_operation(op, "CP lost", release=False)
+            raise StepFailed(f"migrate {name} {src} -> {dst}", exc.step, exc.cause,
+                             list(exc.undo_errors) + [f"run 'vnfctl recover {name}'"]) from None
         ctl.state.end_operation(op, "rolled back" if not exc.undo_errors else "rollback incomplete",
                                 release=not exc.undo_errors)
         raise

@@ -177,7 +177,9 @@ class FakeHypervisor:
             raise Aborted(f"guest {name}: migration aborted: {stop_reason()}")
         if self.world.fail_migration:
             raise MigrationError(f"guest {name}: live migration failed: {self.world.fail_migration}")
-        dst.doms[name] = self.doms.pop(name)
+        guest = self.doms.pop(name)
+        if not self.world.crash_on_arrival:
+            dst.doms[name] = guest
         return MigrationResult(500.0, 20.0, 1, False)
 
     def free_memory_mib(self):
@@ -199,6 +201,7 @@ class FakeWorld:
         self.log: list[str] = []
         self.fail_ops: dict[tuple[str, str], str] = {}
         self.fail_migration: str | None = None
+        self.crash_on_arrival = False          # the copy completes, then the guest dies on the target
         self.fabric = FakeFabric(bgp=True)
         self.agents: dict[str, FakeAgent] = {}
         self.hvs: dict[str, FakeHypervisor] = {}

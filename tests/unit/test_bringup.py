@@ -38,3 +38,24 @@ def test_a_sshd_config_without_the_dropin_directory_is_refused(tmp_path):
     bad.write_text("Port 22\n# Include /etc/ssh/sshd_config.d/*.conf\n")
     with pytest.raises(bringup.BringUpError, match="Include /etc/ssh/sshd_config.d"):
         bringup._check_sshd_includes_dropins(bad)
+
+
+def test_agent_config_carries_the_core_share_and_the_agent_reads_it(tmp_path):
+    from orchestrator.agent.daemon import AgentConfig
+
+    doc = bringup.agent_config("a", "http://s:8780", ["k"], "ens2f1", [8, 9], dp_core_share=4)
+    assert doc["dp_core_share"] == 4
+    path = tmp_path / "agent.yaml"
+    path.write_text(__import__("yaml").safe_dump(doc))
+    assert AgentConfig.load(path).dp_core_share == 4
+    del doc["dp_core_share"]                      # a configuration written before sharing
+    path.write_text(__import__("yaml").safe_dump(doc))
+    assert AgentConfig.load(path).dp_core_share == 1
+
+
+@pytest.mark.parametrize("share", [0, 65, True])
+def test_bad_core_share_is_refused_before_anything_is_written(share, monkeypatch, tmp_path):
+    monkeypatch.setattr(bringup.os, "geteuid", lambda: 0)
+    (tmp_path / "ens2f1").mkdir()
+    with pytest.raises(InputError, match="--dp-core-share must be a whole number from 1 to 64"):
+        bringup.bring_up("a", "http://s:8780", ["k"], "ens2f1", [0], sys_class_net=tmp_path, dp_core_share=share)

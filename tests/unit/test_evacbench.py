@@ -28,7 +28,7 @@ def test_summary_speedup_against_one_at_a_time():
     doc = summarize(runs, [{"functions": 16, "parallel": 4, "why": "no room"}], 80.5)
     assert doc["speedup"] == {"functions": 2, "parallel": 2, "ratio_to_k1": 0.6}
     assert doc["controller_peak_rss_mb"] == 80.5
-    assert render_rows(doc)[-1] == ("16", "4", "skipped", "no room")
+    assert render_rows(doc)[-1] == ("16", "4", "skipped", "no room", "")
 
 
 def test_places_count_free_slots_and_the_benchs_own_functions():

@@ -274,3 +274,18 @@ def test_a_steering_install_that_fails_on_the_target_leaves_the_rule_on_the_sour
         migrate_function(ctl, "fa", "c")
     whole_on(ctl, "a")
     assert ctl.routers["r1"].steering(SPEC.name) is not None and ctl.routers["r2"].steering(SPEC.name) is None
+
+
+@pytest.mark.parametrize("handover", ["make-before-break", "break-before-make"])
+def test_a_cp_that_dies_on_the_target_after_its_copy_is_named_lost_and_left_to_recover(ctl, handover):
+    ctl.world.crash_on_arrival = True
+    with pytest.raises(StepFailed, match="runs on neither a nor b.*its state is lost.*vnfctl recover fa"):
+        migrate_function(ctl, SPEC.name, "b", handover=handover)
+    # the rest of the function went back to a, but it is not whole: the lease stays for recover
+    w = ctl.world
+    assert SPEC.vm not in w.hvs["a"].doms and SPEC.vm not in w.hvs["b"].doms
+    assert SPEC.dp in w.agents["a"].dps and SPEC.dp not in w.agents["b"].dps
+    op = ctl.state.operation(ctl.state.lease(SPEC.name)["operation"])
+    assert op["result"] == "CP lost" and "runs on neither" in op["context"]["cp_lost"]
+    with pytest.raises(OperationInterrupted):
+        migrate_function(ctl, SPEC.name, "c")
