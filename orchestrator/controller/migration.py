@@ -56,6 +56,7 @@ class MigrationReport:
     cp_downtime_ms: float | None = None    # libvirt's figure; None after a post-copy switch
     cp_libvirt_ms: float | None = None     # libvirt's own time for the CP's migration job
     cp_postcopy: bool = False
+    cp_paused: bool = False                # the CP was copied paused, not live (TCG: see copy_paused)
     cp_continuity: bool = False
     cores_before: list[int] = field(default_factory=list)
     cores_after: list[int] = field(default_factory=list)
@@ -74,7 +75,8 @@ class MigrationReport:
         return {"function": self.function, "src": self.src, "dst": self.dst, "handover": self.handover,
                 "total_ms": round(self.total_ms, 1), "cp_downtime_ms": self.cp_downtime_ms,
                 "cp_libvirt_ms": None if self.cp_libvirt_ms is None else round(self.cp_libvirt_ms, 1),
-                "cp_postcopy": self.cp_postcopy, "cp_continuity": self.cp_continuity,
+                "cp_postcopy": self.cp_postcopy, "cp_paused": self.cp_paused,
+                "cp_continuity": self.cp_continuity,
                 "cores_before": self.cores_before, "cores_after": self.cores_after,
                 "core_mask_after": self.core_mask_after, "routes_ok": self.routes_ok,
                 "route_convergence_ms": self.route_convergence_ms, "steering_ok": self.steering_ok,
@@ -400,11 +402,12 @@ class MigrateCp(MoveStep):
             # libvirt turns into a stop). Nothing can bring this CP back.
             raise MigrationError(cp_lost(m, "stopped right after its copy completed"))
         m.report.cp_downtime_ms, m.report.cp_postcopy = result.downtime_ms, result.postcopy
-        m.report.cp_libvirt_ms = result.total_ms
+        m.report.cp_libvirt_ms, m.report.cp_paused = result.total_ms, result.paused
         if result.postcopy:
             return f"{result.total_ms:.0f} ms, switched to post-copy"
-        return f"{result.total_ms:.0f} ms, downtime {result.downtime_ms:.0f} ms" if result.downtime_ms is not None \
-            else f"{result.total_ms:.0f} ms"
+        how = ", copied paused (TCG)" if result.paused else ""
+        return (f"{result.total_ms:.0f} ms, downtime {result.downtime_ms:.0f} ms{how}" if result.downtime_ms is not None
+                else f"{result.total_ms:.0f} ms{how}")
 
     def rollback(self, m: Move) -> None:
         if m.d_hv.guest_running(m.spec.vm):

@@ -45,3 +45,15 @@ def test_postcopy_switch_decision():
     assert flags & libvirt.VIR_MIGRATE_LIVE and flags & libvirt.VIR_MIGRATE_POSTCOPY
     assert flags & libvirt.VIR_MIGRATE_AUTO_CONVERGE
     assert not migration_flags(MigrationOptions()) & libvirt.VIR_MIGRATE_POSTCOPY
+
+
+def test_tcg_guests_are_copied_paused_unless_insisted_on():
+    import libvirt
+
+    from orchestrator.virt.libvirt_host import MigrationOptions, copy_paused, migration_flags
+
+    assert "copied paused" in copy_paused("qemu", {})
+    assert copy_paused("qemu", {"VNFCTL_ALLOW_TCG_LIVE": "1"}) is None
+    assert copy_paused("kvm", {}) is None
+    assert migration_flags(MigrationOptions()) & libvirt.VIR_MIGRATE_LIVE
+    assert not migration_flags(MigrationOptions(), live=False) & libvirt.VIR_MIGRATE_LIVE
