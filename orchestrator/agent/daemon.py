@@ -26,7 +26,7 @@ import yaml
 from orchestrator.agent import dp as dpproc
 from orchestrator.agent import paths, telemetry
 from orchestrator.agent.cores import cores_to_mask, needs_core_alone
-from orchestrator.agent.dpnet import DpInterfaces, LinuxDpInterfaces, interface_name, is_dp_interface
+from orchestrator.agent.dpnet import DpInterfaces, LinuxDpInterfaces, interface_name
 from orchestrator.agent.launch import dp_argv, dp_env, run_dir, telemetry_socket
 from orchestrator.agent.protocol import (PROTOCOL_VERSION, AgentError, ProtocolError, encode, parse_request,
                                          reply_error, reply_ok)
@@ -332,9 +332,12 @@ class Agent:
             cp, rec = self._find_dp(args)
             if rec is None:
                 return {"stopped": False, "reason": "no such DP here"}
-            final = self._stats(rec) if rec.get("preset") else None     # its socket goes with it
+            # NOTE: a preset DP's counters are read before it stops (its telemetry socket goes with
+            # it); the stub's after (it writes its final counters as it drains).
+            final = self._stats(rec) if rec.get("preset") else None
             how = dpproc.stop(rec["pid"], float(args.get("deadline_s", 2.0)))
-            final = final if rec.get("preset") else self._stats(rec)
+            if not rec.get("preset"):
+                final = self._stats(rec)
             self._forget_dp(cp)
             return {"stopped": True, "dp": rec["dp"], "how": how, "cores_freed": rec["cores"], "final_stats": final}
 

@@ -18,27 +18,32 @@ import psutil
 from orchestrator.agent.protocol import AgentError
 
 
+def _start(argv: list[str], log: Path, what: str, settle_s: float, **popen) -> subprocess.Popen:
+    """Start a process in a session of its own (so it outlives an agent restart), its output in
+    ``log``; AgentError, with the log's last line, if it is gone within ``settle_s``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        try:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+                                    **popen)
+        except OSError as exc:
+            raise AgentError(f"{what}: cannot start {argv[0]}: {exc.strerror}") from None
+    deadline = time.monotonic() + settle_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    if proc.poll() is not None:
+        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+        raise AgentError(f"{what} exited at start (code {proc.returncode}){': ' + tail[0] if tail else ''}")
+    return proc
+
+
 def launch(argv: list[str], cores: list[int], log: Path, dp: str, settle_s: float = 0.3,
            env: dict[str, str] | None = None) -> int:
     """Start a DP pinned to ``cores`` (pinned before it runs a single instruction of its own) and
     verify with psutil that it is still alive and still pinned; returns its pid. ``env`` adds to
     the agent's environment."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                    env={**os.environ, **env} if env else None,
-                                    start_new_session=True, preexec_fn=lambda: os.sched_setaffinity(0, cores))
-        except OSError as exc:
-            raise AgentError(f"DP {dp}: cannot start {argv[0]}: {exc.strerror}") from None
-    deadline = time.monotonic() + settle_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            break
-        time.sleep(0.02)
-    if proc.poll() is not None:
-        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
-        raise AgentError(f"DP {dp} exited at start (code {proc.returncode}){': ' + tail[0] if tail else ''}")
+    proc = _start(argv, log, f"DP {dp}", settle_s, env={**os.environ, **env} if env else None,
+                  preexec_fn=lambda: os.sched_setaffinity(0, cores))
     got = affinity(proc.pid)
     if got != sorted(cores):
         stop(proc.pid, 1.0)
@@ -75,21 +80,9 @@ def affinity(pid: int) -> list[int] | None:
 
 
 def spawn(argv: list[str], log: Path, what: str, settle_s: float = 0.1) -> int:
-    """Start a helper process of a DP (the ARP claim) in a session of its own, so it outlives
-    an agent restart as the DP does; returns its pid once it has not died at start."""
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as out:
-        try:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
-        except OSError as exc:
-            raise AgentError(f"{what}: cannot start {argv[0]}: {exc.strerror}") from None
-    deadline = time.monotonic() + settle_s
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.01)
-    if proc.poll() is not None:
-        tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
-        raise AgentError(f"{what} exited at start (code {proc.returncode}){': ' + tail[0] if tail else ''}")
-    return proc.pid
+    """Start a helper process of a DP (the ARP claim), which outlives an agent restart as the DP
+    does; returns its pid once it has not died at start."""
+    return _start(argv, log, what, settle_s).pid
 
 
 def stop(pid: int, deadline_s: float = 2.0) -> str:

@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import re
 import sys
-
-from orchestrator.agent.cores import cores_to_list, cores_to_mask
-from orchestrator.agent.protocol import AgentError
 from dataclasses import dataclass
 from pathlib import Path
 
+from orchestrator.agent.cores import cores_to_list, cores_to_mask
+from orchestrator.agent.protocol import AgentError
 from orchestrator.store.manifest import FLAG_NAMES, NATIVE, PRESET_NAMES, Launch
 
 _PLAIN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")

@@ -105,6 +105,7 @@ def bench_evacuate(lab: Lab, functions: list[int], parallel: list[int], progress
                 incidents += [f"N={n} K={k}: {line}" for line in results[-1].pop("failures")]
         finally:
             for spec in specs:
+                _repair(ctl, spec)          # an interrupted function cannot be undeployed as it is
                 if ctl.state.placement(spec.name):
                     undeploy(ctl, spec.name)
     finally:

@@ -12,10 +12,11 @@ from orchestrator.agent.launch import PRESETS, core_arg, dp_argv, dp_env, teleme
 from orchestrator.agent.protocol import AgentError
 from orchestrator.agent.telemetry import port_counters
 from orchestrator.controller.deploy import dp_serves
+from orchestrator.store import store as store_mod
 from orchestrator.store.cli import launch_for
 from orchestrator.store.errors import StoreError
 from orchestrator.store.manifest import DEFAULT_LAUNCH, Launch, ProgramManifest
-from orchestrator.store import store as store_mod
+from tests.unit.cbpf import run_cbpf
 
 TESTPMD = Launch("native", "lcores", preset="testpmd-5tswap")
 
@@ -145,31 +146,13 @@ def test_claim_starts_announcing_unless_standby():
     assert Claim(MAC, IP, False, 5.0).timeout(5.0) == 1.0
 
 
-def _run_bpf(program, frame):
-    """A tiny classic-BPF interpreter for the instructions the filters use."""
-    acc, pc = 0, 0
-    while True:
-        code, jt, jf, k = program[pc]
-        if code == 0x28:
-            acc = int.from_bytes(frame[k:k + 2], "big") if k + 2 <= len(frame) else None
-        elif code == 0x20:
-            acc = int.from_bytes(frame[k:k + 4], "big") if k + 4 <= len(frame) else None
-        elif code == 0x15:
-            pc += jt if acc == k else jf
-        elif code == 0x06:
-            return k
-        if acc is None:
-            return 0
-        pc += 1
-
-
 def test_claim_filter_keeps_only_arp_requests_for_the_ip():
     prog = arp_request_filter(IP)
-    assert _run_bpf(prog, request()) > 0
-    assert _run_bpf(prog, request(target_ip=pk.ip_bytes("10.40.0.12"))) == 0
-    assert _run_bpf(prog, pk.arp_reply(MAC, IP, ASKER_MAC, ASKER_IP)) == 0
+    assert run_cbpf(prog, request()) > 0
+    assert run_cbpf(prog, request(target_ip=pk.ip_bytes("10.40.0.12"))) == 0
+    assert run_cbpf(prog, pk.arp_reply(MAC, IP, ASKER_MAC, ASKER_IP)) == 0
     udp = b"\0" * 12 + b"\x08\x00" + b"\0" * 40
-    assert _run_bpf(prog, udp) == 0
+    assert run_cbpf(prog, udp) == 0
 
 
 # -- the DP's own interface --------------------------------------------------------------------

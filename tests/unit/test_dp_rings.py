@@ -6,6 +6,7 @@ import pytest
 
 from dpdk_stub import rings
 from dpdk_stub.rings import RxRingV2, RxRingV3, TxRing
+from tests.unit.cbpf import run_cbpf
 
 BS, BN = 4096, 4
 
@@ -140,24 +141,6 @@ def test_tx_ring_full_and_wrong_format():
     assert tx.flush() == 3
 
 
-def _run_cbpf(program, pkt: bytes) -> int:
-    """The few classic BPF instructions bpf_for uses, interpreted."""
-    a, pc = 0, 0
-    while True:
-        code, jt, jf, k = program[pc]
-        if code == 0x28:
-            a = int.from_bytes(pkt[k:k + 2], "big") if len(pkt) >= k + 2 else None
-        elif code == 0x20:
-            a = int.from_bytes(pkt[k:k + 4], "big") if len(pkt) >= k + 4 else None
-        elif code == 0x15:
-            pc += jt if a == k else jf
-        elif code == 0x06:
-            return k
-        if a is None:
-            return 0
-        pc += 1
-
-
 @pytest.mark.parametrize("pkt,kept", [
     (b"\0" * 12 + b"\x08\x00" + b"\0" * 16 + bytes([10, 0, 0, 5]) + b"\0" * 20, True),     # IPv4 to us
     (b"\0" * 12 + b"\x08\x00" + b"\0" * 16 + bytes([10, 0, 0, 6]) + b"\0" * 20, False),    # another function
@@ -166,7 +149,7 @@ def _run_cbpf(program, pkt: bytes) -> int:
     (b"\0" * 12 + b"\x86\xdd" + b"\0" * 60, False),                                       # IPv6
 ])
 def test_the_socket_filter_keeps_only_our_traffic(pkt, kept):
-    assert (_run_cbpf(rings.bpf_for(bytes([10, 0, 0, 5])), pkt) > 0) is kept
+    assert (run_cbpf(rings.bpf_for(bytes([10, 0, 0, 5])), pkt) > 0) is kept
 
 
 # -- TPACKET_V2: one status word per frame ------------------------------------------------------
