@@ -82,6 +82,13 @@ def dp_core_problem(dp_cores: list[int], online: list[int], isolated: list[int])
     return None
 
 
+def guest_cpus(online: list[int], isolated: list[int], dp_cores: list[int]) -> list[int]:
+    """The CPUs a host gives its CP guests' QEMU (vCPUs, emulator, migration and I/O threads):
+    every online CPU that is neither a DP core nor isolated (pure). Empty when the DP cores take
+    every CPU: the guests are then left unpinned, sharing the DPs' cores."""
+    return [c for c in online if c not in set(dp_cores) | set(isolated)]
+
+
 def check_dp_cores(dp_cores: list[int], sysfs: Path = CPU_SYSFS) -> None:
     online, isolated = read_cpus(sysfs)
     problem = dp_core_problem(dp_cores, online, isolated)

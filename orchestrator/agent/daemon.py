@@ -145,6 +145,7 @@ class Agent:
     def op_host_facts(self, req: proto.HostFacts) -> proto.HostFactsReply:
         """What the controller decides about this host from: the accelerator facts read here (never
         the controller's own), the DP's interface, the machine."""
+        from orchestrator.agent import cpus
         from orchestrator.virt.accel import probe_facts
 
         iface = Path("/sys/class/net") / self.config.data_interface
@@ -157,7 +158,8 @@ class Agent:
             kernel=os.uname().release, cpus=len(os.sched_getaffinity(0)), agent_version=agent_version(),
             data_interface=proto.InterfaceFacts(name=self.config.data_interface, present=iface.exists(),
                                                 operstate=operstate),
-            setup=self._setup_facts() if req.setup else None)
+            setup=self._setup_facts() if req.setup else None,
+            guest_cpus=cpus.guest_cpus(*cpus.read_cpus(), list(self.config.dp_cores)))
 
     def _setup_facts(self) -> proto.SetupFacts:
         """What the host bring-up made, as it is now (read only): the host's network, libvirt's

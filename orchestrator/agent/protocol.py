@@ -748,6 +748,9 @@ class HostFactsReply(Reply):
     agent_version: ShortText
     data_interface: InterfaceFacts
     setup: SetupFacts | None = None     # None: not asked (HostFacts(setup=False)), or an older agent
+    # the CPUs its CP guests' QEMU is pinned to (online, not DP cores, not isolated); () when the
+    # DP cores take every CPU, None from an older agent: guests unpinned
+    guest_cpus: CoreList | None = None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,7 +16,10 @@ the run (see ``demo.unlimited_rate``). Then:
    lossy one (or the capacity).
 
 The issue's goal: 0 lost at half the capacity (``goal_met``). Figures depend on this machine
-and on what else runs on it: compare figures of one run.
+and on what else runs on it: compare figures of one run. So each hop says where the machine's CPU
+went while it ran (``orchestrator.bench.cpu``: QEMU's migration threads, vCPUs and main loops, the
+DPs, the probe, the controller, the lab's watcher, the routers, the rest), beside the same for the
+probe's warm-up before the first hop: a DP that lost its core to something else shows there.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import time
 from orchestrator.controller.migration import migrate_function
 from orchestrator.errors import BenchError, InputError
 from orchestrator.bench import demo, probe
+from orchestrator.bench.cpu import CpuSampler, render as render_cpu
 from orchestrator.bench import plot as plotting
 from orchestrator.lab.lab import Lab
 
@@ -99,9 +103,10 @@ def bench_gap(lab: Lab, hops: int = 1, plot: str | None = None, progress=lambda 
     with demo.lab_controller(lab, progress) as ctl, demo.fresh_function(lab, ctl, hosts[0], progress) as spec, \
             demo.unlimited_rate(ctl, spec, hosts[0], progress):
         capacity, flood, sender = _capacity(lab, spec, progress)
-        run = _Search(lab, ctl, spec, hosts, hops, progress)
-        while (pps := next_rate(run.tries, capacity)) is not None:
-            run.try_rate(pps)
+        with CpuSampler() as cpu:
+            run = _Search(lab, ctl, spec, hosts, hops, progress, cpu)
+            while (pps := next_rate(run.tries, capacity)) is not None:
+                run.try_rate(pps)
     best = max_lossless(run.tries)
     doc = {"dp_capacity_pps": round(capacity), "max_lossless_pps": best,
            "tries": sorted(run.tries, key=lambda t: t["pps"]), "half_capacity_pps": round(capacity / 2),
@@ -135,8 +140,8 @@ def _span(sent: dict[int, float]) -> tuple[float, float]:
 class _Search:
     """The tries so far: the function moves on around ``hosts`` from one try to the next."""
 
-    def __init__(self, lab: Lab, ctl, spec, hosts: list[str], hops: int, progress):
-        self.lab, self.ctl, self.spec, self.hops, self.progress = lab, ctl, spec, hops, progress
+    def __init__(self, lab: Lab, ctl, spec, hosts: list[str], hops: int, progress, cpu: CpuSampler):
+        self.lab, self.ctl, self.spec, self.hops, self.progress, self.cpu = lab, ctl, spec, hops, progress, cpu
         self.route = itertools.cycle(hosts)
         self.at = next(self.route)
         self.tries: list[dict] = []
@@ -146,15 +151,20 @@ class _Search:
         pr = demo.Probe(self.lab, self.spec.service_ip, self.spec.port, pps)
         self.progress(f"{pps:,} requests/s: {self.hops} make-before-break hop(s) under the probe (sender {pr.sender})")
         warm = time.time()
-        time.sleep(WARMUP_S)
-        windows = []
+        time.sleep(0.3)
+        at_rest = self.cpu.snap()
+        time.sleep(max(0.0, WARMUP_S - 0.3))
+        rest = CpuSampler.between(at_rest, self.cpu.snap())
+        windows, used = [], []
         try:
             for _ in range(self.hops):
                 src, dst = self.at, next(self.route)
+                before = self.cpu.snap()
                 t0 = time.time()
                 rep = migrate_function(self.ctl, demo.FUNCTION, dst, handover="make-before-break")
                 self.at = dst
                 windows.append((src, dst, rep, t0, time.time(), self.ctl.state.journal_of(rep.migration_id)))
+                used.append(CpuSampler.between(before, self.cpu.snap()))
             time.sleep(SETTLE_S)
         finally:
             sent, received = pr.finish()
@@ -162,13 +172,17 @@ class _Search:
         baseline = probe.analyze(sent, received, warm + 0.3, windows[0][3])
         arrivals = sorted(received.values())
         hops = []
-        for src, dst, rep, t0, t1, journal in windows:
+        for (src, dst, rep, t0, t1, journal), cpu in zip(windows, used):
             seen = probe.analyze(sent, received, t0, t1)
-            hops.append({"src": src, "dst": dst, "total_ms": round(rep.total_ms, 1), **seen})
+            hops.append({"src": src, "dst": dst, "total_ms": round(rep.total_ms, 1), **seen,
+                         "cp_downtime_ms": rep.cp_downtime_ms, "cpu": cpu})
+            self.progress(f"{pps:,} requests/s {src}->{dst}: lost {seen['lost']:,}, gap {seen['gap_ms']:g} ms; "
+                          f"CPU: {render_cpu(cpu)}")
             self.panels.append(plotting.move_panel(
                 f"{demo.FUNCTION} {src}→{dst} at {pps:,}/s: sent {seen['sent']:,}, lost {seen['lost']:,}, "
                 f"gap {seen['gap_ms']:g} ms", arrivals, t0, t1, journal, pps, rep.switchover_at))
         tried = combine(pps, hops, baseline)
+        tried["cpu_at_rest"] = rest
         tried["probe_socket_drops"] = pr.record.tallies.get("rxq_drops", 0)
         self.progress(f"{pps:,} requests/s: sent {tried['sent']:,}, lost {tried['lost']:,}, "
                       f"gap {tried['gap_ms']:g} ms")

@@ -180,10 +180,11 @@ def cmd_bench_migrate(args) -> int:
     from orchestrator.bench.migrate import bench_migrate, bench_sequence, render_rows
 
     bench_sequence(args.hops, "a", "b")          # a bad --hops is refused before the lab is touched
-    doc = bench_migrate(_lab(args), hops=args.hops, progress=progress(args))
+    doc = bench_migrate(_lab(args), hops=args.hops, progress=progress(args), compare_transport=args.compare_transport)
 
     def render(d):
-        t = Table("kind", "hop", "wall ms", "libvirt ms", "downtime ms", box=None, header_style="bold")
+        t = Table("kind", "hop", "transport", "wall ms", "libvirt ms", "downtime ms", "CPU (100% = one CPU)",
+                  box=None, header_style="bold")
         for row in render_rows(d):
             t.add_row(*row)
         out.print(t)
@@ -309,6 +310,8 @@ def add_lab_parsers(sub) -> None:
     bmig.add_argument("--lab", default=os.environ.get("VNFCTL_LAB"))
     bmig.add_argument("--hops", type=number(limits.MIGRATE_HOPS), default=3, help="whole-function hops (bare hops: as many, rounded up to "
                                                           "an even number; default 3)")
+    bmig.add_argument("--compare-transport", action="store_true",
+                      help="bare hops in both transports (TLS and in clear): both downtimes and their ratio")
     bmig.add_argument("--json", action="store_true")
     bmig.set_defaults(fn=cmd_bench_migrate)
     bft = bench.add_parser("faults", help="time from a fault (DP crash, crash loop, router restart, host power loss, "

@@ -24,6 +24,7 @@ from orchestrator.power.redfish import RedfishBmc
 from orchestrator.routers.api import Router
 from orchestrator.routers.frr import FrrRouter
 from orchestrator.routers.netns import NetnsRouter
+from orchestrator.agent.cpus import format_cpu_list
 from orchestrator.virt.accel import AccelChoice, KvmFacts, choose_accel, requested_accel
 from orchestrator.virt.domain import CpGuestSpec, mac_for
 from orchestrator.virt.libvirt_host import Hypervisor
@@ -45,6 +46,7 @@ class Controller:
         self._hypervisors: dict[str, Hypervisor] = {}
         self._bmcs: dict[str, Bmc] = {}
         self._accel: dict[str, AccelChoice] = {}
+        self._facts: dict[str, proto.HostFactsReply] = {}
         self._opening: dict[str, threading.Lock] = {}      # per door: opened once, even by threads
         self._opening_guard = threading.Lock()
         self._control_token: str | None = None
@@ -137,7 +139,7 @@ class Controller:
         probe (CPU flags, KVM modules, /dev/kvm) and its libvirt's domain capabilities."""
         if host not in self._accel:
             requested = requested_accel(self.host(host).accel)
-            got = self.agent(host).request(proto.HostFacts(setup=False)).accel_facts
+            got = self.host_facts(host).accel_facts
             facts = KvmFacts(frozenset(got.cpu_flags), frozenset(got.modules), got.dev_kvm_usable, got.libvirt_kvm)
             if choose_accel(requested, facts).accel == "kvm":
                 # NOTE: libvirt is asked only where the host's own facts allow KVM: probing a
@@ -146,6 +148,17 @@ class Controller:
                 facts = KvmFacts(facts.cpu_flags, facts.modules, facts.dev_kvm_usable, libvirt_kvm)
             self._accel[host] = choose_accel(requested, facts)
         return self._accel[host]
+
+    def host_facts(self, host: str) -> proto.HostFactsReply:
+        """What ``host``'s agent reads of its machine (without the bring-up's part), asked once."""
+        if host not in self._facts:
+            self._facts[host] = self.agent(host).request(proto.HostFacts(setup=False))
+        return self._facts[host]
+
+    def guest_cpuset(self, host: str) -> str:
+        """The CPUs ``host`` pins its CP guests' QEMU to (its agent's ``guest_cpus``: not its DPs'
+        cores), in the kernel's list format; "" when it gives none (guests unpinned)."""
+        return format_cpu_list(self.host_facts(host).guest_cpus or ())
 
     def image_files(self, host: str, spec: FunctionSpec) -> proto.FetchImageReply:
         """The function's CP image on ``host``: the agent fetches it from the store (signature and
@@ -222,7 +235,8 @@ class Controller:
         return CpGuestSpec(name=spec.vm, domain_type=accel.domain_type, kernel=image.kernel,
                            initrd=image.initrd, cmdline=cmdline, memory_mib=spec.memory_mib,
                            vcpus=spec.vcpus, mac=mac_for(spec.vm),
-                           console_log=f"/var/log/libvirt/qemu/{spec.vm}-console.log")
+                           console_log=f"/var/log/libvirt/qemu/{spec.vm}-console.log",
+                           cpuset=self.guest_cpuset(host))
 
     def require_function(self, name: str) -> tuple[FunctionSpec, dict]:
         """The deployed function's spec and placement; FunctionBusy / OperationInterrupted when an

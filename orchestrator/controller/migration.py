@@ -405,7 +405,7 @@ class MigrateCp(MoveStep):
             return should_abort(time.monotonic(), started, m.timeout_s, progress_at[0], m.progress_timeout_s)
 
         result = m.s_hv.migrate(m.d_hv, spec.vm, m.d_entry.migration_address, m.options, on_progress=watch,
-                                stop_reason=stop_reason)
+                                stop_reason=stop_reason, dst_cpuset=m.ctl.guest_cpuset(m.ctx.dst))
         m.ctx.cp_moved_at = time.time()
         if not m.d_hv.guest_running(spec.vm):
             # NOTE: libvirt said the copy completed, so the source's guest is gone; the target's
@@ -424,7 +424,10 @@ class MigrateCp(MoveStep):
 
     def rollback(self, m: Move) -> None:
         if m.d_hv.guest_running(m.spec.vm):
-            m.d_hv.migrate(m.s_hv, m.spec.vm, m.s_entry.migration_address)
+            # NOTE: back as it came: encrypted when it was, on as many connections, pinned again
+            back = MigrationOptions(tls=m.options.tls, parallel=m.options.parallel)
+            m.d_hv.migrate(m.s_hv, m.spec.vm, m.s_entry.migration_address, back,
+                           dst_cpuset=m.ctl.guest_cpuset(m.ctx.src))
         elif not m.s_hv.guest_running(m.spec.vm):
             raise MigrationError(cp_lost(m, "stopped there after the move"))
 

@@ -28,6 +28,10 @@ class CpGuestSpec:
     bridge: str = "brguest"
     channel_dir: str = "/var/lib/libvirt/qemu/channel/vnfctl"
     console_log: str = ""
+    # NOTE: the host's CPUs that are not its DPs' (``agent.cpus.guest_cpus``), in the kernel's list
+    # format; QEMU's vCPUs and every other thread of it (the emulator's: migration, multifd, I/O)
+    # run there, never on a busy-poll DP's core. "" leaves them unpinned.
+    cpuset: str = ""
 
     @property
     def channel_path(self) -> str:
@@ -47,11 +51,14 @@ def domain_xml(spec: CpGuestSpec) -> str:
     # between hosts with different CPUs; under TCG qemu64 is what QEMU emulates anyway.
     cpu = ("<cpu mode='custom' match='exact' check='none'><model fallback='allow'>qemu64</model></cpu>"
            if spec.domain_type == "qemu" else "<cpu mode='host-model' check='partial'/>")
+    pin = f" cpuset={quoteattr(spec.cpuset)}" if spec.cpuset else ""
+    tune = f"<cputune><emulatorpin cpuset={quoteattr(spec.cpuset)}/></cputune>" if spec.cpuset else ""
     log = (f"<log file={quoteattr(spec.console_log)} append='on'/>" if spec.console_log else "")
     return f"""<domain type={quoteattr(spec.domain_type)}>
   <name>{spec.name}</name>
   <memory unit='MiB'>{spec.memory_mib}</memory>
-  <vcpu>{spec.vcpus}</vcpu>
+  <vcpu placement='static'{pin}>{spec.vcpus}</vcpu>
+  {tune}
   <os>
     <type arch='x86_64' machine='pc'>hvm</type>
     <kernel>{spec.kernel}</kernel>
@@ -78,3 +85,29 @@ def domain_xml(spec: CpGuestSpec) -> str:
   </devices>
 </domain>
 """
+
+
+def pinned_xml(xml: str, cpuset: str) -> str:
+    """A domain XML (the guest's, as libvirt gives it for a migration) with its vCPUs and emulator
+    threads pinned to ``cpuset`` instead, or unpinned when it is "" (pure): the destination host's
+    own CPUs for its guests, which need not be the source's."""
+    import xml.etree.ElementTree as ET
+
+    root = ET.fromstring(xml)
+    vcpu = root.find("vcpu")
+    if vcpu is not None:
+        vcpu.attrib.pop("cpuset", None)
+        if cpuset:
+            vcpu.set("cpuset", cpuset)
+    tune = root.find("cputune")
+    if tune is not None:
+        for old in tune.findall("emulatorpin") + tune.findall("vcpupin"):
+            tune.remove(old)
+    if cpuset:
+        if tune is None:
+            tune = ET.Element("cputune")
+            root.insert(list(root).index(vcpu) + 1 if vcpu is not None else 0, tune)
+        ET.SubElement(tune, "emulatorpin", cpuset=cpuset)
+    elif tune is not None and not len(tune):
+        root.remove(tune)
+    return ET.tostring(root, encoding="unicode")

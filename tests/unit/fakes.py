@@ -193,7 +193,8 @@ class FakeAgent:
         return p.HostFactsReply(
             host=self.host, kernel="6.1.0", cpus=4, agent_version="test",
             accel_facts=p.AccelFacts(cpu_flags=(), modules=(), dev_kvm_usable=False),
-            data_interface=p.InterfaceFacts(name="d0", present=True, operstate="up"))
+            data_interface=p.InterfaceFacts(name="d0", present=True, operstate="up"),
+            guest_cpus=self.world.guest_cpus.get(self.host, (0, 1)))
 
 
 class FakeHypervisor:
@@ -211,7 +212,11 @@ class FakeHypervisor:
         return self.doms.get(name, {}).get("state")
 
     def start_guest(self, xml, name):
-        self.doms[name] = {"state": "running", "boot": f"boot-{name}", "counter": 0}
+        import re
+
+        pinned = re.search(r"<emulatorpin cpuset=.([0-9,-]+).", xml)
+        self.doms[name] = {"state": "running", "boot": f"boot-{name}", "counter": 0,
+                           "cpuset": pinned.group(1) if pinned else ""}
 
     def destroy_guest(self, name):
         return self.doms.pop(name, None) is not None
@@ -219,7 +224,7 @@ class FakeHypervisor:
     def resume_guest(self, name):
         self.doms[name]["state"] = "running"
 
-    def migrate(self, dst, name, address, opts=None, on_progress=None, stop_reason=None):
+    def migrate(self, dst, name, address, opts=None, on_progress=None, stop_reason=None, dst_cpuset=None):
         from orchestrator.errors import Aborted
         from orchestrator.virt.libvirt_host import MigrationResult
 
@@ -228,6 +233,9 @@ class FakeHypervisor:
         if self.world.fail_migration:
             raise MigrationError(f"guest {name}: live migration failed: {self.world.fail_migration}")
         guest = self.doms.pop(name)
+        if dst_cpuset is not None:
+            guest["cpuset"] = dst_cpuset
+        guest["tls"] = bool(opts and opts.tls)
         if not self.world.crash_on_arrival:
             dst.doms[name] = guest
         return MigrationResult(500.0, 20.0, 1, False)
@@ -252,6 +260,7 @@ class FakeWorld:
         self.fail_ops: dict[tuple[str, str], str] = {}
         self.fail_migration: str | None = None
         self.crash_on_arrival = False          # the copy completes, then the guest dies on the target
+        self.guest_cpus: dict[str, tuple[int, ...]] = {}   # host -> the CPUs its agent gives guests (default 0-1)
         self.fabric = FakeFabric(bgp=True)
         self.agents: dict[str, FakeAgent] = {}
         self.hvs: dict[str, FakeHypervisor] = {}
@@ -300,7 +309,8 @@ class FakeController(Controller):
     def cp_guest(self, spec, host, cp_ip):
         from orchestrator.virt.domain import CpGuestSpec
 
-        return CpGuestSpec(name=spec.vm, domain_type="qemu", kernel="/img/k", initrd="/img/i", cmdline="")
+        return CpGuestSpec(name=spec.vm, domain_type="qemu", kernel="/img/k", initrd="/img/i", cmdline="",
+                           cpuset=self.guest_cpuset(host))
 
     def http(self, method, url, body=None):
         return {"version": 1, "table": body or {}}

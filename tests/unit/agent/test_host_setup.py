@@ -78,6 +78,13 @@ def test_cpu_lists_and_dp_core_agreement():
         cpus.parse_cpu_list("3-1")
 
 
+def test_guests_get_the_cpus_that_are_neither_a_dp_core_nor_isolated():
+    assert cpus.guest_cpus(list(range(16)), [], [8, 9]) == [0, 1, 2, 3, 4, 5, 6, 7, 10, 11, 12, 13, 14, 15]
+    assert cpus.guest_cpus(list(range(16)), list(range(8, 16)), list(range(8, 16))) == list(range(8))
+    assert cpus.guest_cpus([0, 1], [], [1]) == [0]
+    assert cpus.guest_cpus([0, 1], [], [0, 1]) == []        # the DPs take every CPU: guests unpinned
+
+
 def chain(name, hook, policy="accept", family="inet", table="filter"):
     return {"chain": {"family": family, "table": table, "name": name, "type": "filter", "hook": hook,
                       "prio": 0, "policy": policy}}

@@ -78,6 +78,26 @@ def test_a_move_runs_its_steps_in_order_and_ends_whole_on_the_target(ctl, handov
     assert op["result"] == "done" and op["context"]["dst_dp"]["cores"] == [1]
 
 
+def test_the_cp_guest_runs_on_each_host_s_guest_cpus_and_goes_back_encrypted_and_pinned(tmp_path):
+    ctl = FakeController(tmp_path)
+    ctl.world.guest_cpus.update(a=(0,), c=(2, 3, 4))
+    deploy(ctl, SPEC, "a")
+    assert ctl.world.hvs["a"].doms[SPEC.vm]["cpuset"] == "0"
+    migrate_function(ctl, "fa", "c")
+    assert ctl.world.hvs["c"].doms[SPEC.vm]["cpuset"] == "2-4"
+    assert ctl.world.hvs["c"].doms[SPEC.vm]["tls"]
+
+    def fault(step):
+        if step == "handover_dp":
+            raise RuntimeError("handover broke")
+
+    with pytest.raises(StepFailed, match="rolled back"):
+        migrate_function(ctl, "fa", "a", fault=fault)
+    guest = ctl.world.hvs["c"].doms[SPEC.vm]
+    assert guest["cpuset"] == "2-4" and guest["tls"]       # back to c, pinned as c pins, encrypted
+    ctl.close()
+
+
 def test_make_before_break_retires_the_source_before_the_target_claims_the_ip(ctl):
     migrate_function(ctl, "fa", "b")
     states = [e for e in ctl.world.log if SPEC.dp in e]

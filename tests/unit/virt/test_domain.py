@@ -2,7 +2,9 @@
 
 import xml.etree.ElementTree as ET
 
-from orchestrator.virt.domain import CHANNEL_NAME, CpGuestSpec, domain_xml, mac_for
+import dataclasses
+
+from orchestrator.virt.domain import CHANNEL_NAME, CpGuestSpec, domain_xml, mac_for, pinned_xml
 
 
 def spec(domain_type="qemu"):
@@ -57,3 +59,23 @@ def test_tcg_guests_are_copied_paused_unless_insisted_on():
     assert copy_paused("kvm", {}) is None
     assert migration_flags(MigrationOptions()) & libvirt.VIR_MIGRATE_LIVE
     assert not migration_flags(MigrationOptions(), live=False) & libvirt.VIR_MIGRATE_LIVE
+
+
+def test_a_guest_s_vcpus_and_every_other_qemu_thread_are_pinned_to_the_host_s_guest_cpus():
+    root = ET.fromstring(domain_xml(dataclasses.replace(spec(), cpuset="0-3,6")))
+    assert root.find("vcpu").get("cpuset") == "0-3,6"
+    assert root.find("cputune/emulatorpin").get("cpuset") == "0-3,6"
+    unpinned = ET.fromstring(domain_xml(spec()))
+    assert unpinned.find("vcpu").get("cpuset") is None and unpinned.find("cputune") is None
+
+
+def test_the_destination_s_xml_carries_the_destination_s_cpus_or_none():
+    xml = domain_xml(dataclasses.replace(spec(), cpuset="0"))
+    there = ET.fromstring(pinned_xml(xml, "2-5"))
+    assert there.find("vcpu").get("cpuset") == "2-5"
+    assert [e.get("cpuset") for e in there.findall("cputune/emulatorpin")] == ["2-5"]
+    assert there.find("os/cmdline").text == ET.fromstring(xml).find("os/cmdline").text
+    free = ET.fromstring(pinned_xml(xml, ""))
+    assert free.find("vcpu").get("cpuset") is None and free.find("cputune") is None
+    # a guest started unpinned gets pinned on a destination that has CPUs for it
+    assert ET.fromstring(pinned_xml(domain_xml(spec()), "1")).find("cputune/emulatorpin").get("cpuset") == "1"
