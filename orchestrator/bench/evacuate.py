@@ -98,9 +98,11 @@ def bench_evacuate(lab: Lab, functions: list[int], parallel: list[int], progress
         results, incidents = [], []
         try:
             for n, k in runs:
-                mine = specs[:n]
-                _place_all(ctl, mine, specs[n:], source, progress, incidents)
-                progress(f"evacuating {source}: {n} function(s), {k} at once")
+                mine = _place_all(ctl, specs[:n], specs[n:], source, progress, incidents)
+                if not mine:
+                    incidents.append(f"N={n} K={k}: not run, no function could be placed on {source}")
+                    continue
+                progress(f"evacuating {source}: {len(mine)} function(s), {k} at once")
                 results.append(_evacuate(lab, ctl, mine, source, n, k, home))
                 incidents += [f"N={n} K={k}: {line}" for line in results[-1].pop("failures")]
         finally:
@@ -125,10 +127,12 @@ def _spec(lab: Lab, base: FunctionSpec, i: int) -> FunctionSpec:
 
 
 def _place_all(ctl, wanted: list[FunctionSpec], others: list[FunctionSpec], source: str, progress,
-               incidents: list[str]) -> None:
-    """``wanted`` on ``source`` (deployed or moved back), ``others`` nowhere. A function that an
-    earlier run or a move back left broken is recovered (a CP lost on the way is removed) and
-    deployed again; each such case is an incident of the benchmark's report."""
+               incidents: list[str]) -> list[FunctionSpec]:
+    """``wanted`` on ``source`` (deployed or moved back), ``others`` nowhere; returns those of
+    ``wanted`` that are there. A function that an earlier run or a move back left broken is
+    recovered (a CP lost on the way is removed) and deployed again; a deploy that fails (it rolls
+    itself back) leaves its function out of the run. Each such case is an incident of the
+    benchmark's report, never its end."""
     for spec in others:
         _repair(ctl, spec)
         if ctl.state.placement(spec.name):
@@ -146,7 +150,13 @@ def _place_all(ctl, wanted: list[FunctionSpec], others: list[FunctionSpec], sour
             where = ctl.state.placement(spec.name)
         if where is None:
             progress(f"deploying {spec.name} on {source}")
-            deploy(ctl, spec, source)
+            try:
+                deploy(ctl, spec, source, progress=progress)
+            except VnfctlError as exc:
+                incidents.append(f"deploying {spec.name} on {source}: {exc}")
+                progress(f"deploying {spec.name} on {source} failed, left out of the run: {exc}")
+                _repair(ctl, spec)
+    return [s for s in wanted if (ctl.state.placement(s.name) or {}).get("host") == source]
 
 
 def _repair(ctl, spec: FunctionSpec) -> None:
@@ -189,7 +199,8 @@ def _evacuate(lab: Lab, ctl, specs: list[FunctionSpec], source: str, n: int, k: 
     where = {s.name: (ctl.state.placement(s.name) or {}).get("host") for s in specs}
     lost = [s.name for s in specs if not _whole(ctl, s, where[s.name])]
     stayed = [s.name for s in specs if where[s.name] == source and s.name not in lost]
-    return {"functions": n, "parallel": k, "total_ms": round(total, 1), "lost_functions": len(lost),
+    return {"functions": n, "placed": len(specs), "parallel": k, "total_ms": round(total, 1),
+            "lost_functions": len(lost),
             "lost": lost, "not_moved": stayed, "moves": moves,
             "controller_rss_mb": round(usage.ru_maxrss / 1024, 1), "failures": failures}
 
@@ -206,7 +217,8 @@ def _whole(ctl, spec: FunctionSpec, host: str | None) -> bool:
 
 
 def render_rows(doc: dict) -> list[tuple[str, ...]]:
-    rows = [(str(r["functions"]), str(r["parallel"]), f"{r['total_ms']:.0f}", str(r["lost_functions"]),
+    rows = [(str(r["functions"]) if r.get("placed", r["functions"]) == r["functions"]
+             else f"{r['placed']} of {r['functions']}", str(r["parallel"]), f"{r['total_ms']:.0f}", str(r["lost_functions"]),
              str(len(r.get("not_moved") or [])))
             for r in doc["runs"]]
     rows += [(str(s["functions"]), str(s["parallel"]), "skipped", s["why"], "") for s in doc["skipped"]]

@@ -77,11 +77,24 @@ def serving_detail(dp: proto.DpState) -> str:
     return f"DP serves policy v{dp.stats['policy_version']}"
 
 
-def wait_dp_policy(ctl: Controller, host: str, spec: FunctionSpec, version: int | None, timeout: float) -> proto.DpState:
-    """Until the DP serves the function (see ``dp_serves``), or DeployError."""
-    deadline = time.monotonic() + timeout
+BOOT_MAX_S = 600.0        # a CP guest that runs but has not reported yet is waited for this long at most
+
+
+def wait_dp_policy(ctl: Controller, host: str, spec: FunctionSpec, version: int | None, timeout: float,
+                   progress=lambda msg: None, boot_max_s: float = BOOT_MAX_S) -> proto.DpState:
+    """Until the DP serves the function (see ``dp_serves``), or DeployError.
+
+    ``timeout`` counts from when the CP first reports (its agent in the guest is up): the policy's
+    way (control server -> CP -> agent -> DP) gets that long. Before that the guest is booting,
+    which under TCG on a busy machine can take minutes: it is waited for while its guest runs,
+    up to ``boot_max_s`` (a guest that stops fails the wait at once)."""
+    started = time.monotonic()
+    deadline = started + timeout
+    reported_at: float | None = None
+    said = started
     last = None
-    while time.monotonic() < deadline:
+    while True:
+        now = time.monotonic()
         found = ctl.agent(host).request(proto.DpStatus(dp=spec.dp)).first
         if found:
             last = found
@@ -89,13 +102,32 @@ def wait_dp_policy(ctl: Controller, host: str, spec: FunctionSpec, version: int 
                 raise DeployError(f"function {spec.name}: DP on {host} died")
             if dp_serves(last, version):
                 return last
+        if reported_at is None:
+            if ctl.agent(host).request(proto.CpReport(vm=spec.vm)).report is not None:
+                reported_at = now
+                deadline = max(deadline, now + timeout)
+            elif not ctl.hypervisor(host).guest_running(spec.vm):
+                raise DeployError(f"function {spec.name}: CP guest {spec.vm} on {host} stopped before its CP "
+                                  f"reported (its console log on {host} tells why)")
+            else:
+                deadline = max(deadline, min(started + boot_max_s, now + timeout))
+                if now - said >= 10.0:
+                    said = now
+                    progress(f"CP {spec.vm} on {host} still booting ({now - started:.0f} s)")
+        if now >= deadline:
+            break
         time.sleep(0.2)
+    waited = time.monotonic() - started
+    if reported_at is None:
+        raise DeployError(f"function {spec.name}: CP {spec.vm} on {host} has not reported after {waited:.0f}s of "
+                          f"booting (its guest runs; its console log on {host} tells how far it got)")
     if last is not None and not last.takes_policy:
-        raise DeployError(f"function {spec.name}: DP on {host} is not healthy after {timeout:.0f}s (pinned "
+        raise DeployError(f"function {spec.name}: DP on {host} is not healthy after {waited:.0f}s (pinned "
                           f"{last.pinned}, counters {'readable' if last.stats else 'unreadable'}, "
                           f"IP claimed {last.claims})")
-    raise DeployError(f"function {spec.name}: DP on {host} has no policy table after {timeout:.0f}s "
-                      f"(CP -> agent -> DP relay; last stats {last.stats if last else None})")
+    raise DeployError(f"function {spec.name}: DP on {host} has no policy table {time.monotonic() - reported_at:.0f}s "
+                      f"after its CP first reported (CP -> agent -> DP relay; last stats "
+                      f"{last.stats if last else None})")
 
 
 def wait_cp_table(ctl: Controller, host: str, spec: FunctionSpec, version: int | None, timeout: float) -> int:
@@ -254,7 +286,7 @@ class Converge(DeployStep):
 
     def commit(self, p: Placing) -> str:
         p.progress("waiting for the DP to serve the CP's policy")
-        st = wait_dp_policy(p.ctl, p.ctx.host, p.spec, p.ctx.policy_version, p.policy_timeout)
+        st = wait_dp_policy(p.ctl, p.ctx.host, p.spec, p.ctx.policy_version, p.policy_timeout, p.progress)
         if not st.takes_policy:
             # NOTE: its DP serves without the CP's table, so its serving says nothing of the CP:
             # the deploy waits for the CP's own table to reach the agent (what a move needs).

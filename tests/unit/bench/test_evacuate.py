@@ -39,3 +39,32 @@ def test_places_count_free_slots_and_the_benchs_own_functions():
                             used={"ev1-dp": [0], "ev2-dp": [1], "fa-dp": [0]})) == 15
     assert places(CoreTable.from_json({"offered": [0, 1], "free": [1], "free_mask": "0x2",
                                        "used": {"ev1-dp": [0]}})) == 2        # an agent from before sharing
+
+
+def test_a_deploy_that_fails_is_an_incident_and_its_function_is_left_out_of_the_run(tmp_path, monkeypatch):
+    import dataclasses
+
+    from orchestrator.bench import evacuate
+    from orchestrator.controller.deploy import deploy as real_deploy
+    from orchestrator.errors import DeployError
+    from tests.unit.fakes import SPEC, FakeController
+
+    def deploy(ctl, spec, host, progress=None):
+        if spec.name == "ev1":
+            raise DeployError("function ev1: CP ev1-cp on a has not reported after 600s of booting")
+        return real_deploy(ctl, spec, host)
+
+    monkeypatch.setattr(evacuate, "deploy", deploy)
+    ctl = FakeController(tmp_path)
+    specs = [dataclasses.replace(SPEC, name=f"ev{i}", service_ip=f"10.40.1.{100 + i}", steering_mark=0x20 + i)
+             for i in (1, 2)]
+    incidents, said = [], []
+    placed = evacuate._place_all(ctl, specs, [], "a", said.append, incidents)
+    assert [s.name for s in placed] == ["ev2"], incidents              # the failure did not end the placing
+    assert incidents == ["deploying ev1 on a: function ev1: CP ev1-cp on a has not reported after 600s of booting"]
+    assert ctl.state.placement("ev1") is None and ctl.state.lease("ev1") is None
+    assert any("left out of the run" in line for line in said)
+    row = render_rows({"runs": [{"functions": 3, "placed": 2, "parallel": 1, "total_ms": 9000.0,
+                                 "lost_functions": 0, "not_moved": []}], "skipped": []})[0]
+    assert row[0] == "2 of 3"
+    ctl.close()

@@ -580,6 +580,7 @@ def test_the_cp_guest_gets_its_functions_token_on_its_command_line(tmp_path, pki
     ctl = _controller(tmp_path, "https://192.0.2.6:8080", _token_file(tmp_path, TOKEN), ca)
     ctl.image_files = lambda host, spec: FetchImageReply(name="cp", version="1", kernel="/k", initrd="/i")
     ctl.accel = lambda host: AccelChoice("tcg", "test")
+    ctl.guest_cpuset = lambda host: "0"
     line = ctl.cp_guest(SPEC, "a", "10.20.0.10").cmdline
     params = _cp_agent().read_cmdline(line)
     assert params["token"] == tokens.cp_token(TOKEN, "fa") and params["function"] == "fa"
@@ -587,7 +588,7 @@ def test_the_cp_guest_gets_its_functions_token_on_its_command_line(tmp_path, pki
     assert ssl.DER_cert_to_PEM_cert(base64.b64decode(params["control_ca"])).strip() == ca.read_text().strip()
     ctl.close()
     plain = _controller(tmp_path, "http://192.0.2.6:8080", _token_file(tmp_path, TOKEN), plain_http=True)
-    plain.image_files, plain.accel = ctl.image_files, ctl.accel
+    plain.image_files, plain.accel, plain.guest_cpuset = ctl.image_files, ctl.accel, ctl.guest_cpuset
     assert "control_ca" not in _cp_agent().read_cmdline(plain.cp_guest(SPEC, "a", "10.20.0.10").cmdline)
     plain.close()
 

@@ -485,3 +485,30 @@ def test_a_host_that_still_holds_something_after_the_cleanup_stays_fenced(ctl):
     w.hvs["a"].destroy_guest = lambda name: False            # a guest libvirt will not destroy
     back = rejoin_host(ctl, "a")
     assert not back.rejoined and f"guest {SPEC.vm}" in back.describe() and "a" in ctl.state.fenced()
+
+
+def test_a_deploy_waits_for_a_booting_cp_while_its_guest_runs_and_then_gives_the_policy_its_own_time(ctl):
+    import time as clock
+
+    from orchestrator.controller.deploy import wait_dp_policy
+    from orchestrator.errors import DeployError
+
+    agent, guests = ctl.world.agents["a"], ctl.world.hvs["a"].doms
+    # the CP reports: the policy's way gets the timeout from then, and the error says which part
+    with pytest.raises(DeployError, match="no policy table 0s after its CP first reported"):
+        wait_dp_policy(ctl, "a", SPEC, 999, 0.3)
+    # still booting (no report yet), its guest running: waited past the timeout, up to the boot cap
+    said = []
+    registered = agent.vm_cp.pop(SPEC.vm)
+    t0 = clock.monotonic()
+    with pytest.raises(DeployError, match="has not reported after 1s of booting"):
+        wait_dp_policy(ctl, "a", SPEC, 999, 0.3, said.append, boot_max_s=1.2)
+    assert clock.monotonic() - t0 >= 1.1
+    # a guest that stops while booting fails the wait at once
+    guest = guests.pop(SPEC.vm)
+    t0 = clock.monotonic()
+    with pytest.raises(DeployError, match="stopped before its CP reported"):
+        wait_dp_policy(ctl, "a", SPEC, 999, 30.0)
+    assert clock.monotonic() - t0 < 1.0
+    guests[SPEC.vm], agent.vm_cp[SPEC.vm] = guest, registered
+    assert wait_dp_policy(ctl, "a", SPEC, None, 1.0).alive
