@@ -180,20 +180,33 @@ def tls_context(ca: str | None):
     return ctx
 
 
+LONG_POLL_S = 10.0
+
+
 def poll_policy(state: CpState, control: str, function: str, stop: threading.Event, every: float = 0.5,
-                token: str | None = None, ca: str | None = None) -> None:
+                token: str | None = None, ca: str | None = None, long_poll_s: float = LONG_POLL_S) -> None:
     """Keep the table in step with the control server (version changes only), over HTTPS
-    verified against ``ca`` when the URL is https. A refused token is said once on the console;
-    the CP keeps its table and keeps asking."""
-    url = f"{control.rstrip('/')}/v1/policy/{function}"
+    verified against ``ca`` when the URL is https. Each request is a long poll (``after`` the
+    version held, answered at once when a newer one is stored, else after ``long_poll_s``), so
+    a change arrives at once while an idle CP makes one TLS handshake every ``long_poll_s``
+    instead of one every ``every``; an answer that came back early without a newer version (a
+    server that does not wait) is followed by ``every`` of waiting. A refused token is said once
+    on the console; the CP keeps its table and keeps asking."""
+    base = f"{control.rstrip('/')}/v1/policy/{function}"
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    context = tls_context(ca) if url.startswith("https://") else None
+    context = tls_context(ca) if base.startswith("https://") else None
     refused = None
     while not stop.is_set():
+        with state.lock:
+            held = state.table_version if state.table is not None else 0
+        url = f"{base}?after={held}&wait={long_poll_s:g}"
+        asked = time.monotonic()
+        newer = False
         try:
-            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=2,
+            with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=long_poll_s + 5,
                                         context=context) as resp:
                 doc = json.load(resp)
+            newer = int(doc["version"]) > held
             state.set_table(int(doc["version"]), doc["table"])
             refused = None
         except urllib.error.HTTPError as exc:
@@ -208,7 +221,8 @@ def poll_policy(state: CpState, control: str, function: str, stop: threading.Eve
                     print(f"cp_agent: the control server is not the site's ({reason}): refused", flush=True)
                 refused = "tls"
             # else: the server is unreachable for now: keep the table we have
-        stop.wait(every)
+        if not newer and time.monotonic() - asked < long_poll_s / 2:
+            stop.wait(every)
 
 
 def uptime() -> float:

@@ -1,6 +1,9 @@
 """The control server: one policy table per function, versioned, over HTTP with tokens.
 
     GET  /v1/policy/<function>   -> {"function", "version", "table"}     controller token, or that function's CP token
+         ?after=N&wait=S         ... answered once the version is past N, or after S seconds (at most
+                                 LONG_POLL_MAX_S) with the current one: a CP learns a change at once
+                                 while asking only every S seconds when nothing changes
     PUT  /v1/policy/<function>   <- a table {"allow": [...], "rate_pps": N, "burst": N, "reply": "..."}
                                  -> the stored policy                    controller token
     GET  /v1/policy              -> every function's policy (a list)     controller token
@@ -52,6 +55,7 @@ MAX_BODY = 64 * 1024            # a table's JSON; the DP's area holds 64 KiB of 
 MAX_DEPTH = 8                   # a table is 2 deep; anything much deeper is not a table
 READ_TIMEOUT = 5.0              # seconds a client may stay silent mid-request
 REQUEST_DEADLINE = 15.0         # seconds a connection may last at all
+LONG_POLL_MAX_S = 10.0          # the longest a GET may wait for a newer version (below the deadline)
 
 
 # -- validation -----------------------------------------------------------------------------------
@@ -70,6 +74,31 @@ def check_function(name) -> str:
         raise PolicyRefused(f"{str(name)[:40]!r} is not a function name (lowercase letters, digits and '-', "
                             f"starting with a letter, at most 16)")
     return name
+
+
+def long_poll(query: str) -> tuple[int | None, float]:
+    """Pure: (after, wait seconds) from a GET's query ('after=3&wait=10'), (None, 0) without one;
+    Refusal 400 naming what is wrong."""
+    from urllib.parse import parse_qs
+
+    try:
+        fields = parse_qs(query, strict_parsing=bool(query), max_num_fields=4)
+    except ValueError:
+        raise Refusal(400, f"query {query[:60]!r} is not after=VERSION&wait=SECONDS") from None
+    if set(fields) - {"after", "wait"} or any(len(v) != 1 for v in fields.values()):
+        raise Refusal(400, f"query {query[:60]!r}: only after=VERSION and wait=SECONDS, once each")
+    if "after" not in fields:
+        if fields:
+            raise Refusal(400, "wait=SECONDS needs after=VERSION")
+        return None, 0.0
+    try:
+        after = int(fields["after"][0])
+        wait_s = float(fields.get("wait", ["0"])[0])
+    except ValueError:
+        raise Refusal(400, f"query {query[:60]!r}: after is a whole number, wait a number of seconds") from None
+    if not (0 <= after < 2**63) or not (0 <= wait_s <= LONG_POLL_MAX_S):
+        raise Refusal(400, f"after must be 0 or more and wait 0 to {LONG_POLL_MAX_S:g} seconds")
+    return after, wait_s
 
 
 # -- the book ---------------------------------------------------------------------------------------
@@ -106,10 +135,18 @@ class PolicyBook:
     def __init__(self, path: Path):
         self.path = Path(path)
         self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)
         self.policies: dict[str, dict] = load_state(self.path)
 
     def get(self, function: str) -> dict | None:
         with self.lock:
+            return self.policies.get(function)
+
+    def get_after(self, function: str, after: int, wait_s: float) -> dict | None:
+        """The function's policy once its version is past ``after``, or its current one after
+        ``wait_s`` seconds (a long poll)."""
+        with self.changed:
+            self.changed.wait_for(lambda: self.policies.get(function, {}).get("version", 0) > after, wait_s)
             return self.policies.get(function)
 
     def all(self) -> list[dict]:
@@ -128,6 +165,7 @@ class PolicyBook:
             record = {"function": function, "version": version, "table": stored}
             self._save({**self.policies, function: record})
             self.policies[function] = record
+            self.changed.notify_all()
             return record
 
     def _save(self, policies: dict) -> None:
@@ -243,7 +281,8 @@ class _Handler(JsonHandler):
     do_POST = do_DELETE = do_PATCH = do_OPTIONS = _refuse_method
 
     def _route(self, method: str):
-        parts = urlsplit(self.path).path.strip("/").split("/")
+        url = urlsplit(self.path)
+        parts = url.path.strip("/").split("/")
         if parts[:2] != ["v1", "policy"] or len(parts) > 3:
             raise Refusal(404, f"no such resource: {self.path[:80]!r} (GET or PUT /v1/policy/<function>)")
         if len(parts) == 2:
@@ -266,7 +305,8 @@ class _Handler(JsonHandler):
             except OSError as exc:          # the state could not be saved: nothing changed
                 raise Refusal(500, f"policy for {function} not stored: cannot save the state: "
                                    f"{exc.strerror or exc}") from None
-        policy = book.get(function)
+        after, wait_s = long_poll(url.query)
+        policy = book.get(function) if after is None else book.get_after(function, after, wait_s)
         if policy is None:
             raise Refusal(404, f"no policy for function {function!r}")
         return policy

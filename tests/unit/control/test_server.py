@@ -464,7 +464,8 @@ def test_the_cp_agent_polls_with_its_own_token(srv, good, capsys):
     state = cp_agent.CpState("fa-cp", "boot")
     stop = threading.Event()
     token = tokens.cp_token(TOKEN, "fa" if good else "fb")
-    t = threading.Thread(target=cp_agent.poll_policy, args=(state, srv.url, "fa", stop, 0.05), kwargs={"token": token})
+    t = threading.Thread(target=cp_agent.poll_policy, args=(state, srv.url, "fa", stop, 0.05),
+                         kwargs={"token": token, "long_poll_s": 0.3})
     t.start()
     time.sleep(0.5)
     stop.set()
@@ -490,7 +491,8 @@ def test_the_cp_agent_polls_an_https_server_verified_against_the_ca_on_its_comma
     state = cp_agent.CpState("fa-cp", "boot")
     stop = threading.Event()
     t = threading.Thread(target=cp_agent.poll_policy, args=(state, tls_srv.url, "fa", stop, 0.05),
-                         kwargs={"token": tokens.cp_token(TOKEN, "fa"), "ca": base64.b64encode(der).decode()})
+                         kwargs={"token": tokens.cp_token(TOKEN, "fa"), "ca": base64.b64encode(der).decode(),
+                                 "long_poll_s": 0.3})
     t.start()
     time.sleep(0.6)
     stop.set()
@@ -500,6 +502,59 @@ def test_the_cp_agent_polls_an_https_server_verified_against_the_ca_on_its_comma
     else:
         assert state.table is None
         assert capsys.readouterr().out.count("the control server is not the site's") == 1
+
+
+def test_a_long_poll_is_answered_as_soon_as_a_newer_version_is_stored_or_when_its_wait_ends(srv):
+    srv.request("PUT", "/v1/policy/fa", TABLE)
+    t0 = time.monotonic()
+    status, doc = srv.request("GET", "/v1/policy/fa?after=1&wait=0.5")
+    assert status == 200 and doc["version"] == 1 and 0.45 <= time.monotonic() - t0 < 3
+    assert srv.request("GET", "/v1/policy/fa?after=0&wait=10")[1]["version"] == 1     # already newer: at once
+    got = {}
+
+    def ask():
+        got["at"] = time.monotonic()
+        got["answer"] = srv.request("GET", "/v1/policy/fa?after=1&wait=10")
+        got["took"] = time.monotonic() - got["at"]
+
+    asker = threading.Thread(target=ask)
+    asker.start()
+    time.sleep(0.3)
+    srv.request("PUT", "/v1/policy/fa", dict(TABLE, reply="changed"))
+    asker.join(5)
+    assert got["answer"][1]["version"] == 2 and got["answer"][1]["table"]["reply"] == "changed"
+    assert got["took"] < 2
+
+
+@pytest.mark.parametrize("query", ["after=x", "after=1&wait=11", "after=-1", "wait=3", "after=1&after=2",
+                                   "after=1&wait=nan", "after=1&wait=inf", "who=1", "after=1&wait=1&x=2", "&&"])
+def test_a_long_poll_query_that_is_not_one_is_refused_in_one_line(srv, query):
+    srv.request("PUT", "/v1/policy/fa", TABLE)
+    status, doc = srv.request("GET", f"/v1/policy/fa?{query}")
+    assert status == 400 and _one_line_error(doc)
+
+
+def test_the_cp_agent_learns_a_change_at_once_between_two_long_polls(srv):
+    cp_agent = _cp_agent()
+    srv.request("PUT", "/v1/policy/fa", TABLE)
+    state = cp_agent.CpState("fa-cp", "boot")
+    stop = threading.Event()
+    t = threading.Thread(target=cp_agent.poll_policy, args=(state, srv.url, "fa", stop, 0.05),
+                         kwargs={"token": tokens.cp_token(TOKEN, "fa"), "long_poll_s": 5.0})
+    t.start()
+    try:
+        deadline = time.monotonic() + 3
+        while state.table_version != 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.3)                      # now it waits in a long poll after version 1
+        srv.request("PUT", "/v1/policy/fa", dict(TABLE, reply="v2"))
+        changed = time.monotonic()
+        while state.table_version != 2 and time.monotonic() < changed + 3:
+            time.sleep(0.01)
+        assert state.table_version == 2 and time.monotonic() - changed < 1.0
+    finally:
+        stop.set()
+        t.join(10)
 
 
 def _controller(tmp_path, url: str, token_file, site_ca: Path | None = None, plain_http: bool = False):
