@@ -4,6 +4,7 @@ the site CA, and site check says so per host; the control server's and the store
 (the controller's token, the CP's token) cross the fabric and the guest bridge only in TLS."""
 
 import json
+import os
 import struct
 import subprocess
 import sys
@@ -17,10 +18,11 @@ from orchestrator.controller.migration import migrate_function
 pytestmark = pytest.mark.lab
 
 
-def tcp_streams(pcap: bytes) -> dict[tuple[int, int], bytes]:
+def tcp_streams(pcap: bytes, opened: set | None = None) -> dict[tuple[int, int], bytes]:
     """The TCP payloads of a pcap file (Ethernet, or Linux cooked capture v1 or v2 as ``tcpdump -i
     any`` writes it; IPv4), joined per (source port, destination port) in capture order: a small
-    reader for the test's eyes."""
+    reader for the test's eyes. ``opened`` gets the keys whose SYN the capture saw (a connection
+    that began before the capture shows only its later records)."""
     magic = struct.unpack_from("<I", pcap)[0]
     endian = "<" if magic in (0xA1B2C3D4, 0xA1B23C4D) else ">"
     linktype = struct.unpack_from(endian + "I", pcap, 20)[0]
@@ -38,34 +40,44 @@ def tcp_streams(pcap: bytes) -> dict[tuple[int, int], bytes]:
             continue
         tcp = frame[ip_at + ihl:]
         doff = (tcp[12] >> 4) * 4
+        if opened is not None and tcp[13] & 0x02:
+            opened.add(struct.unpack_from("!HH", tcp))
         if tcp[doff:]:
             key = struct.unpack_from("!HH", tcp)
             out.setdefault(key, []).append(tcp[doff:])
     return {key: b"".join(parts) for key, parts in out.items()}
 
 
-def capture(netns: str, path, bpf: str) -> subprocess.Popen:
-    """tcpdump on every interface of a lab namespace, writing ``path``, once it listens."""
-    p = subprocess.Popen(["ip", "netns", "exec", netns, "tcpdump", "-i", "any", "-U", "-w", str(path), bpf],
+def capture(netns: str, path, bpf: str, iface: str = "any") -> subprocess.Popen:
+    """tcpdump on an interface (every one by default) of a lab namespace, writing ``path``, once it
+    says it listens (on a busy machine that can take more than a second: a fixed pause missed whole
+    exchanges). Immediate mode: without it the kernel hands packets over a block at a time, and a
+    block not yet full when tcpdump is stopped is lost ("96 received by filter, 0 captured")."""
+    import select
+
+    p = subprocess.Popen(["ip", "netns", "exec", netns, "tcpdump", "-i", iface, "--immediate-mode", "-U",
+                          "-w", str(path), bpf],
                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    time.sleep(1.0)
+    said, deadline = b"", time.monotonic() + 20
+    while b"listening on" not in said:
+        assert time.monotonic() < deadline and p.poll() is None, f"tcpdump in {netns} did not start: {said!r}"
+        if select.select([p.stderr], [], [], 0.5)[0]:
+            said += os.read(p.stderr.fileno(), 4096)
+    time.sleep(0.2)
     return p
 
 
 def test_a_moves_memory_stream_is_tls_on_the_fabric(lab, ctl, deployed, tmp_path):
-    capture = tmp_path / "migration.pcap"
-    tcpdump = subprocess.Popen(["ip", "netns", "exec", lab.topology.netns("r1"), "tcpdump", "-i", "lan", "-U",
-                                "-w", str(capture), "tcp portrange 49152-49215"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    pcap = tmp_path / "migration.pcap"
+    tcpdump = capture(lab.topology.netns("r1"), pcap, "tcp portrange 49152-49215", "lan")
     try:
-        time.sleep(1.0)
         rep = migrate_function(ctl, deployed.name, "b")          # a -> b: both behind r1's lan
         assert rep.cp_tls and rep.cp_continuity, rep.as_json()
         time.sleep(0.5)
     finally:
         tcpdump.terminate()
         tcpdump.wait(10)
-    streams = tcp_streams(capture.read_bytes())
+    streams = tcp_streams(pcap.read_bytes())
     assert sum(len(s) for s in streams.values()) > 100_000, "the capture saw no migration stream"
     # NOTE: QEMU's stream starts with its magic and version, "QEVM" 00 00 00 03; in clear it would be the
     # first bytes a source sends, and those 8 bytes anywhere would be a clear stream (4 of them alone turn
@@ -150,11 +162,18 @@ def test_the_control_server_and_the_store_are_spoken_to_only_in_tls(lab, ctl, de
         for p in dumps:
             p.terminate()
             p.wait(10)
-    server, host = tcp_streams(on_server.read_bytes()), tcp_streams(on_host.read_bytes())
-    asked = {k: s for k, s in {**server, **host}.items() if k[1] in (8080, 8780)}
+    opened: set = set()
+    server, host = tcp_streams(on_server.read_bytes(), opened), tcp_streams(on_host.read_bytes(), opened)
+    asked = {k: s for k, s in {**server, **host}.items() if k[1] in (8080, 8780) and k in opened}
+    # NOTE: a CP's long poll may have opened its connection before the capture began: the capture
+    # then holds only TLS records of it (application data), no handshake
+    later = {k: s for k, s in {**server, **host}.items() if k[1] in (8080, 8780) and k not in opened}
+    assert all(s[0] in (0x14, 0x15, 0x16, 0x17) and s[1:2] == b"\x03" for s in later.values()), \
+        {k: s[:8] for k, s in later.items()}
     assert any(k[1] == 8780 for k in host), ("the capture saw no store request from the host", sorted(host), sorted(server))
     assert sum(1 for k in server if k[1] == 8080) >= 2, "the capture saw not both the controller and the CP"
     assert any(k[1] == 8080 for k in host), "the capture saw no CP poll leaving the host"
+    assert any(k[1] == 8080 for k in asked), "the capture saw no connection to the control server begin"
     assert all(s[:2] == b"\x16\x03" for s in asked.values()), {k: s[:8] for k, s in asked.items()}
     for clear in (b"Bearer", b"Authorization", b"GET /v1", b"PUT /v1", b"HTTP/1.", b"sealed"):
         assert not any(clear in s for s in {**server, **host}.values()), f"{clear!r} crossed in clear"
