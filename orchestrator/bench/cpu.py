@@ -60,17 +60,19 @@ def shares(before: dict[tuple[int, int], tuple[str, float]], after: dict[tuple[i
     return {k: round(v, 3) for k, v in out.items()}
 
 
-def _threads(proc: Path = PROC, only_comm: str | None = None) -> dict[tuple[int, int], tuple[str, float]]:
+def _threads(proc: Path = PROC, only_comm: str | None = None,
+             pids: set[int] | None = None) -> dict[tuple[int, int], tuple[str, float]]:
     """Thread -> (role, CPU seconds) of every thread with a role (only processes whose name starts
-    with ``only_comm`` when given)."""
+    with ``only_comm``, and those of ``pids``, when given)."""
     seen: dict[tuple[int, int], tuple[str, float]] = {}
     me = str(os.getpid())
-    for pdir in proc.iterdir():
+    dirs = proc.iterdir() if pids is None else (proc / str(p) for p in pids)
+    for pdir in dirs:
         if not pdir.name.isdigit():
             continue
         try:
             comm = (pdir / "comm").read_text().strip()
-            if only_comm and not comm.startswith(only_comm):
+            if only_comm and not comm.startswith(only_comm) and pids is None:
                 continue
             argv = [a.decode(errors="replace") for a in (pdir / "cmdline").read_bytes().split(b"\0") if a]
             tasks = list((pdir / "task").iterdir())
@@ -96,12 +98,14 @@ def _machine_s(proc: Path = PROC) -> float:
 
 class CpuSampler:
     """``snap()`` reads every role's threads now; in between, a thread of its own follows QEMU's
-    threads every ``interval_s`` (a source QEMU ends with its copy: its last times are kept), so
-    ``between(snap_a, snap_b)`` counts a QEMU that ended between the two."""
+    threads and those of the processes of QEMU and the DPs the last snap saw, every ``interval_s``
+    (a source QEMU ends with its copy, a source DP at the move's cleanup: their last times are
+    kept), so ``between(snap_a, snap_b)`` counts a QEMU or a DP that ended between the two."""
 
     def __init__(self, interval_s: float = SAMPLE_S):
         self.interval_s = interval_s
         self._qemu: dict[tuple[int, int], tuple[str, float]] = {}
+        self._pids: set[int] = set()          # QEMUs and DPs the last snap saw
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="cpu-sampler", daemon=True)
@@ -117,6 +121,7 @@ class CpuSampler:
 
     def _follow(self) -> None:
         got = _threads(only_comm="qemu-system")
+        got.update(_threads(pids=set(self._pids)))
         with self._lock:
             self._qemu.update(got)
 
@@ -129,6 +134,7 @@ class CpuSampler:
         self._follow()
         now, machine, threads = time.time(), _machine_s(), _threads()
         with self._lock:
+            self._pids = {pid for (pid, _), (role, _) in threads.items() if role == "dp" or role.startswith("qemu")}
             return now, machine, {**self._qemu, **threads}
 
     @staticmethod
