@@ -3,10 +3,11 @@ DPs, the probe's sender, the controller making the move (this process), the watc
 the rest of the lab, everything else), sampled from /proc while a hop runs.
 
 The lab's machines share this machine's kernel, so one /proc shows every host's processes. A
-sampler thread reads each thread's CPU time (utime + stime) every ``SAMPLE_S``; a role's CPU in a
-window is the growth of its threads' times across it (a thread that starts inside the window counts
-from zero, one that ends counts to its last sample: a source QEMU that exits at the end of its
-copy loses at most one sample's worth). The machine's whole CPU comes from /proc/stat, so "other"
+window's ends read every thread's CPU time (utime + stime); between them a sampler thread follows
+QEMU's and the DPs' threads every ``SAMPLE_S``, since those may end inside the window. A role's
+CPU in a window is the growth of its threads' times across it (a thread that starts inside the
+window counts from zero, one that ends counts to its last sample: a source QEMU that exits at the
+end of its copy loses at most one sample's worth). The machine's whole CPU comes from /proc/stat, so "other"
 is what none of the roles used (the kernel's softirqs forwarding packets among it).
 """
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import statistics
 import time
-from dataclasses import replace
 
 from orchestrator.controller.deploy import deploy, undeploy
 from orchestrator.controller.inventory import load_functions
@@ -123,7 +122,7 @@ def _hop(ctl, spec, kind: str, src: str, dst: str, progress, cpu: CpuSampler) ->
         # NOTE: the bare hop as the whole function's: encrypted when the site's migration is,
         # pinned on the destination as a move pins it
         result = ctl.hypervisor(src).migrate(ctl.hypervisor(dst), spec.vm, ctl.host(dst).migration_address,
-                                             replace(MigrationOptions(), tls=tls), dst_cpuset=ctl.guest_cpuset(dst))
+                                             MigrationOptions(tls=tls), dst_cpuset=ctl.guest_cpuset(dst))
         wall = (time.monotonic() - t0) * 1000
         libvirt_ms, downtime = result.total_ms, result.downtime_ms
         steps = []
