@@ -11,6 +11,7 @@ from orchestrator.agent import protocol as proto
 from orchestrator.controller.engine import Step
 from orchestrator.controller.steps import side_by_side, taken, wait_for
 from orchestrator.errors import VnfctlError
+from orchestrator.routers import steering as nft
 
 
 class Work:
@@ -57,7 +58,7 @@ class Work:
     def routes_back(self) -> None:         # the routes as they were before this operation
         self.ctl.routing.withdraw(self.spec.service_ip)
 
-    def routes_led(self, converged: dict[str, float]) -> None:
+    def routes_led(self, converged: dict[str, float], ok: bool) -> None:
         return None
 
     def steering_led(self, ok: bool) -> None:
@@ -133,9 +134,11 @@ class Routes(Step[Work]):
     def commit(self, w: Work) -> str:
         ctl, ip, target = w.ctl, w.spec.service_ip, router_of(w, w.target)
         converged = {} if w.routes_settled(target) else lead_routes(w, target)
-        w.routes_led(converged)
-        detail = ", ".join(f"{n}: {d}" for n, d in ctl.routing.state(ip).items())
-        if not ctl.routing.converged(ip, target):
+        fibs = ctl.routing.fibs(ip)
+        ok = ctl.routing.converged(ip, target, fibs)
+        w.routes_led(converged, ok)
+        detail = ", ".join(f"{n}: {d}" for n, d in ctl.routing.state(ip, fibs).items())
+        if not ok:
             raise VnfctlError(f"function {w.spec.name}: the routers do not all lead to {w.target} ({detail})")
         return f"{ctl.inventory.route_strategy}: {detail}"
 
@@ -153,8 +156,13 @@ class Steering(Step[Work]):
 
     name = "steering"
 
+    def rules(self, w: Work) -> dict[str, dict | None]:
+        """Each router's rule for the function (None: it has none), the routers read side by side."""
+        got = side_by_side({name: (lambda r=router: r.steering(w.spec.name)) for name, router in w.ctl.routers.items()})
+        return {name: taken(got, name) for name in w.ctl.routers}
+
     def holders(self, w: Work) -> list[str]:
-        return [name for name, router in w.ctl.routers.items() if router.steering(w.spec.name) is not None]
+        return [name for name, rule in self.rules(w).items() if rule is not None]
 
     def commit(self, w: Work) -> str:
         spec, ctl = w.spec, w.ctl
@@ -162,15 +170,18 @@ class Steering(Step[Work]):
             w.steering_led(True)
             return "none"
         target = router_of(w, w.target)
-        before = [r for r in self.holders(w)]
+        rules = self.rules(w)
+        before = [name for name, rule in rules.items() if rule is not None]
         w.steered_from = before      # for rollback
+        others = [r for r in before if r != target]
+        if before == [target] and nft.same(rules[target], spec.service_ip, spec.port, spec.steering_mark):
+            w.steering_led(True)     # a move behind the same router: its rule is already there
+            return f"mark {spec.steering_mark:#x}: already on {target}"
         install = lambda: ctl.routers[target].install_steering(spec.name, spec.service_ip, spec.port,  # noqa: E731
                                                                spec.steering_mark)
-        others = [r for r in before if r != target]
-        if target in before:
-            ctl.routers[target].remove_steering(spec.name)        # the same rule, rewritten in place
         # NOTE: on other routers the old rule goes out while the new one goes in (each router an
-        # SSH round trip or two); for a moment both steer, which is harmless.
+        # SSH round trip or two); for a moment both steer, which is harmless. A rule the target
+        # already holds is remade in place: the install is one nft transaction.
         calls = {"install": install}
         calls.update({f"remove {r}": (lambda r=r: ctl.routers[r].remove_steering(spec.name)) for r in others})
         got = side_by_side(calls)

@@ -98,8 +98,9 @@ def observe(ctl, spec, placement: dict) -> Observed:
         o.unreachable = str(exc)
         return o
     try:
-        o.routes = ctl.routing.state(spec.service_ip)
-        o.routes_ok = ctl.routing.converged(spec.service_ip, router)
+        fibs = ctl.routing.fibs(spec.service_ip)
+        o.routes = ctl.routing.state(spec.service_ip, fibs)
+        o.routes_ok = ctl.routing.converged(spec.service_ip, router, fibs)
         o.steering_wanted = spec.steering_mark is not None
         o.steering_on = [n for n, r in ctl.routers.items() if r.steering(spec.name) is not None]
         o.arp_mac = ctl.routers[router].neighbour_mac(spec.service_ip)

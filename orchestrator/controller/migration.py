@@ -271,13 +271,13 @@ class Move(Work):
     def routes_back(self) -> None:
         lead_routes(self, self.s_entry.router)
 
-    def routes_led(self, converged: dict[str, float]) -> None:
+    def routes_led(self, converged: dict[str, float], ok: bool) -> None:
         report = self.report
         if converged:
             report.route_convergence_ms = converged
         elif not report.route_convergence_ms:
             report.route_convergence_ms = dict(self.ctx.handover_convergence)
-        report.routes_ok = self.ctl.routing.converged(self.spec.service_ip, self.d_entry.router)
+        report.routes_ok = ok
 
     def steering_led(self, ok: bool) -> None:
         self.report.steering_ok = ok

@@ -13,7 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
-from orchestrator.routers.api import NetworkError, Router
+from orchestrator.routers.api import FibRoute, NetworkError, Router, RouteSpec
 from orchestrator.routers.planning import RouteChange, expected_fib, route_phases
 
 REAPPLY_S = 2.0          # a change not yet seen after this long is written again (a router that restarted)
@@ -28,24 +28,32 @@ class FunctionRoutes:
     def expected(self, target: str):
         return expected_fib(self.entries, target)
 
-    def state(self, ip: str) -> dict[str, str]:
+    def fibs(self, ip: str) -> dict[str, FibRoute | None]:
+        """Each router's FIB route for ``ip``, the routers read side by side."""
+        names = list(self.routers)
+        with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
+            return dict(zip(names, pool.map(lambda n: self.routers[n].route(ip), names)))
+
+    def state(self, ip: str, fibs: dict[str, FibRoute | None] | None = None) -> dict[str, str]:
         """Each router's FIB route for ``ip``, described (for messages and reports)."""
-        out = {}
-        for name, r in self.routers.items():
-            fib = r.route(ip)
-            out[name] = fib.describe() if fib else "none"
-        return out
+        fibs = self.fibs(ip) if fibs is None else fibs
+        return {name: fib.describe() if fib else "none" for name, fib in fibs.items()}
 
-    def converged(self, ip: str, target: str) -> bool:
-        plan = self.expected(target)
-        return all((fib := self.routers[n].route(ip)) is not None and fib.matches(spec) for n, spec in plan.items())
+    def converged(self, ip: str, target: str, fibs: dict[str, FibRoute | None] | None = None) -> bool:
+        fibs = self.fibs(ip) if fibs is None else fibs
+        return all((fib := fibs.get(n)) is not None and fib.matches(spec) for n, spec in self.expected(target).items())
 
-    def _apply(self, ip: str, changes: list[RouteChange]) -> None:
+    def _apply(self, ip: str, changes: list[RouteChange], held: dict[str, list[RouteSpec]]) -> None:
+        """Make ``changes``; ``held``: the statics this move knows a router holds for ``ip``
+        (read at its start or written by it), kept up to date, so a write need not read first."""
         for c in changes:
+            router = self.routers[c.router]
             if c.spec is None:
-                self.routers[c.router].remove_route(ip)
+                router.remove_route(ip, known=held.get(c.router))
+                held[c.router] = []
             else:
-                self.routers[c.router].set_route(ip, c.spec)
+                router.set_route(ip, c.spec, replacing=held.get(c.router))
+                held[c.router] = [c.spec]
 
     def _wait(self, ip: str, checks: dict[str, Callable[[], bool]], t0: float, what: str,
               again: Callable[[], None] | None = None) -> dict[str, float]:
@@ -82,8 +90,8 @@ class FunctionRoutes:
 
     def move(self, ip: str, src: str | None, dst: str) -> dict[str, float]:
         """Make every router lead to ``ip`` behind router ``dst`` (from behind ``src``, or a new
-        function when None); returns each router's convergence time in ms (when its FIB first
-        led to ``dst``)."""
+        function when None); returns each router's convergence time in ms (when its FIB was
+        first seen leading to ``dst``)."""
         plan = self.expected(dst)
         t0 = self.clock()
         first: dict[str, float] = {}
@@ -97,20 +105,37 @@ class FunctionRoutes:
         def fallback(name):
             return lambda: any(s.same_path(plan[name]) for s in self.routers[name].fallback(ip))
 
-        for phase in route_phases(self.entries, self.strategy, src, dst):
-            self._apply(ip, list(phase.changes))
-            again = (lambda changes=list(phase.changes): self._apply(ip, [c for c in changes if c.spec is not None]))
-            if phase.wait == "seen":
-                # The target uses its new route and every other router has learned the path
-                # toward it (BGP keeps the older path in use while the old edge still holds it).
-                self._wait(ip, {n: fib_ok(n) if n == dst else learned(n) for n in plan}, t0, "was not seen", again)
-            elif phase.wait == "ready":
+        def switched(name):
+            return lambda: fallback(name)() and fib_ok(name)()
+
+        phases = route_phases(self.entries, self.strategy, src, dst)
+        # NOTE: what the routers a later phase changes hold is read while the first phase is made
+        # and seen (a read is a round trip to the router): the later writes need not read first.
+        later = sorted({c.router for phase in phases[1:] for c in phase.changes})
+        held: dict[str, list[RouteSpec]] = {}
+        with ThreadPoolExecutor(max_workers=max(1, len(later))) as pool:
+            reads = {name: pool.submit(self.routers[name].configured, ip) for name in later}
+            for number, phase in enumerate(phases):
+                if number == 1:
+                    held.update({name: read.result() for name, read in reads.items()})
+                self._apply(ip, list(phase.changes), held)
+                again = (lambda changes=list(phase.changes):
+                         self._apply(ip, [c for c in changes if c.spec is not None], held))
                 leaving = {c.router for c in phase.changes}
-                self._wait(ip, {n: fallback(n) if n in leaving else fib_ok(n) for n in plan}, t0,
-                           "was not installed beside the leaving static")
-            else:
-                for name, ms in self._wait(ip, {n: fib_ok(n) for n in plan}, t0, "did not converge", again).items():
-                    first.setdefault(name, ms)
+                if phase.wait == "seen":
+                    # The target uses its new route and every other router has learned the path
+                    # toward it (BGP keeps the older path in use while the old edge still holds it).
+                    checks, what = {n: fib_ok(n) if n == dst else learned(n) for n in plan}, "was not seen"
+                elif phase.wait in ("ready", "switched"):
+                    edge = fallback if phase.wait == "ready" else switched
+                    checks = {n: edge(n) if n in leaving else fib_ok(n) for n in plan}
+                    what, again = "was not installed beside the leaving static", None
+                else:
+                    checks, what = {n: fib_ok(n) for n in plan}, "did not converge"
+                took = self._wait(ip, checks, t0, what, again)
+                if phase.leads:
+                    for name, ms in took.items():
+                        first.setdefault(name, ms)
         return first
 
     def withdraw(self, ip: str) -> None:

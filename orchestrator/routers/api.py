@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass
+from typing import Sequence
 
 from orchestrator.errors import NetworkError  # noqa: F401 - re-export
 
@@ -79,13 +80,18 @@ class Router(abc.ABC):
 
     # -- host routes ----------------------------------------------------------------------
     @abc.abstractmethod
-    def set_route(self, ip: str, spec: RouteSpec) -> None:
+    def set_route(self, ip: str, spec: RouteSpec, replacing: Sequence[RouteSpec] | None = None) -> None:
         """Configure a static /32 for ``ip`` here, replacing any other the controller set for it
-        (the same path with another tag is changed in place, never removed and added)."""
+        (the same path with another tag is changed in place, never removed and added).
+
+        ``replacing``: the statics for ``ip`` the caller knows this router holds (it read them
+        or wrote them within this operation), so the driver need not read them first; a write
+        the router refuses because they were stale is made again from what the router holds."""
 
     @abc.abstractmethod
-    def remove_route(self, ip: str) -> None:
-        """Remove every static /32 for ``ip`` configured here (none is fine)."""
+    def remove_route(self, ip: str, known: Sequence[RouteSpec] | None = None) -> None:
+        """Remove every static /32 for ``ip`` configured here (none is fine); ``known`` as
+        ``replacing`` above."""
 
     @abc.abstractmethod
     def configured(self, ip: str) -> list[RouteSpec]:

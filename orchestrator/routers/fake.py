@@ -11,6 +11,7 @@ every change is recorded in order (``log``), so tests can check what was done, a
 from __future__ import annotations
 
 from collections import deque
+from typing import Sequence
 
 from orchestrator.routers.api import LEAVING_TAG, FibRoute, NetworkError, Router, RouterCheck, RouteSpec
 
@@ -83,12 +84,12 @@ class FakeRouter(Router):
         for observe in self.fabric.after_change:
             observe()
 
-    def set_route(self, ip: str, spec: RouteSpec) -> None:
+    def set_route(self, ip: str, spec: RouteSpec, replacing: Sequence[RouteSpec] | None = None) -> None:
         self._change(f"set {ip} {spec.describe()}")
         self.statics[ip] = [spec]
         self._changed()
 
-    def remove_route(self, ip: str) -> None:
+    def remove_route(self, ip: str, known: Sequence[RouteSpec] | None = None) -> None:
         if self.statics.get(ip):
             self._change(f"remove {ip}")
             self.statics.pop(ip, None)
@@ -117,7 +118,7 @@ class FakeRouter(Router):
 
     def install_steering(self, function: str, ip: str, port: int, mark: int) -> None:
         self._change(f"steer {function}")
-        self.rules[function] = {"packets": 0, "mark": mark}
+        self.rules[function] = {"packets": 0, "mark": mark, "ip": ip, "port": port}
 
     def remove_steering(self, function: str) -> None:
         self.rules.pop(function, None)

@@ -19,6 +19,7 @@ import json
 import shlex
 import threading
 import time
+from typing import Sequence
 
 import paramiko
 
@@ -127,18 +128,32 @@ class FrrRouter(Router):
                     out.append(RouteSpec(via=addr))
         return out
 
-    def set_route(self, ip: str, spec: RouteSpec) -> None:
+    def set_route(self, ip: str, spec: RouteSpec, replacing: Sequence[RouteSpec] | None = None) -> None:
         ipaddress.IPv4Address(ip)
+        if replacing is not None:
+            try:
+                return self._write_route(ip, spec, replacing)
+            except NetworkError:
+                pass    # NOTE: what the caller knew was stale (the router restarted, say): read it
+        self._write_route(ip, spec, self.configured(ip))
+
+    def _write_route(self, ip: str, spec: RouteSpec, present: Sequence[RouteSpec]) -> None:
         # NOTE: staticd changes the same path with another tag in place: removing it "as the old
         # one" would remove the new one too.
-        old = [s for s in self.configured(ip) if not s.same_path(spec)]
+        old = [s for s in present if not s.same_path(spec)]
         # NOTE: the new route first, then the old ones out, in one vtysh run: the router is never
         # without a static route for the IP while it changes.
         self._vtysh("configure terminal", self._static(ip, spec), *(f"no {self._static(ip, s)}" for s in old),
                     what=f"route {ip}/32 {spec.describe()}")
 
-    def remove_route(self, ip: str) -> None:
+    def remove_route(self, ip: str, known: Sequence[RouteSpec] | None = None) -> None:
         ipaddress.IPv4Address(ip)
+        if known:
+            try:
+                return self._vtysh("configure terminal", *(f"no {self._static(ip, s)}" for s in known),
+                                   what=f"remove route {ip}/32")
+            except NetworkError:
+                pass    # NOTE: stale, as in set_route: read what the router holds
         old = self.configured(ip)
         if old:
             self._vtysh("configure terminal", *(f"no {self._static(ip, s)}" for s in old),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from typing import Sequence
 
 from pyroute2 import NetNS
 from pyroute2.netlink.exceptions import NetlinkError
@@ -42,7 +43,7 @@ class NetnsRouter(Router):
         return out
 
     # -- host routes ----------------------------------------------------------------------
-    def set_route(self, ip: str, spec: RouteSpec) -> None:
+    def set_route(self, ip: str, spec: RouteSpec, replacing: Sequence[RouteSpec] | None = None) -> None:
         with self._ns() as ns:
             try:
                 if spec.dev:
@@ -55,7 +56,7 @@ class NetnsRouter(Router):
             except NetlinkError as exc:
                 raise NetworkError(f"router {self.name}: route {ip} {spec.describe()}: errno {exc.code}") from None
 
-    def remove_route(self, ip: str) -> None:
+    def remove_route(self, ip: str, known: Sequence[RouteSpec] | None = None) -> None:
         with self._ns() as ns:
             try:
                 ns.route("del", dst=f"{ip}/32")

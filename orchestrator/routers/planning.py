@@ -16,6 +16,13 @@ so the router installs that path in its routing table while the static still for
 static is removed and the FIB switches to the learned path in one replace. A stale /32 left on
 the old edge would black-hole the function's traffic (Calico measured 9-13 s); removing it at
 once would leave a gap (measured here: 60 ms) until BGP installed the other path.
+
+Where the old edge peers with the new one, its leaving static points at the new edge at once
+(``via`` the peer, the same next hop BGP then gives it): every FIB leads to the function's new
+place one write after it was seen, and the removal that follows changes the route's protocol,
+not its next hop. Further away it could not: a router between them may still use the old
+edge's path (BGP keeps the older of equal paths), and the two would send the traffic back and
+forth; there the old edge keeps delivering until its static is removed.
 """
 
 from __future__ import annotations
@@ -64,11 +71,18 @@ def expected_fib(routers: Iterable[RouterLike], target: str) -> dict[str, RouteS
 class Phase:
     """Changes to apply together, then what to wait for before the next phase: 'seen' (the
     target's FIB uses its route and every other router has learned it), 'ready' (every router
-    that still forwards by its own static has the learned path installed beside it) or
-    'converged' (every router's FIB leads to the target)."""
+    that still forwards by its own static has the learned path installed beside it, every other
+    router's FIB leads to the target), 'switched' (as 'ready', and the leaving static leads to
+    the target too: every FIB does) or 'converged' (every router's FIB leads to the target, by
+    its own static or by BGP)."""
 
     changes: tuple[RouteChange, ...]
     wait: str
+
+    @property
+    def leads(self) -> bool:
+        """Once its wait holds, every router's FIB leads to the target."""
+        return self.wait in ("switched", "converged")
 
 
 def route_phases(routers: Iterable[RouterLike], strategy: str, src: str | None, dst: str) -> list[Phase]:
@@ -76,15 +90,20 @@ def route_phases(routers: Iterable[RouterLike], strategy: str, src: str | None, 
     function) to behind ``dst``."""
     if strategy not in STRATEGIES:
         raise ValueError(f"route strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
+    routers = list(routers)
     plan = expected_fib(routers, dst)
     if strategy == "static":
         return [Phase(tuple(RouteChange(name, spec) for name, spec in plan.items()), "converged")]
     announce = (RouteChange(dst, plan[dst]),)
     if src is None or src == dst:
         return [Phase(announce, "converged")]
-    old = expected_fib(routers, src)[src]
-    return [Phase(announce, "seen"),
-            Phase((RouteChange(src, RouteSpec(old.dev, old.via, LEAVING_TAG)),), "ready"),
+    peers = next((r.peers for r in routers if r.name == src), {})
+    if src in plan and dst in peers and plan[src].via == peers[dst]:
+        leaving, wait = RouteSpec(via=plan[src].via, tag=LEAVING_TAG), "switched"
+    else:
+        old = expected_fib(routers, src)[src]
+        leaving, wait = RouteSpec(old.dev, old.via, LEAVING_TAG), "ready"
+    return [Phase(announce, "seen"), Phase((RouteChange(src, leaving),), wait),
             Phase((RouteChange(src, None),), "converged")]
 
 

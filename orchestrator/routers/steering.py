@@ -21,11 +21,19 @@ def ruleset(function: str, ip: str, port: int, mark: int) -> str:
 
 
 def parse(doc: dict) -> dict | None:
-    """{"packets", "mark"} from ``nft -j list table ...`` output, None when there is no rule."""
+    """{"packets", "mark", "ip", "port"} from ``nft -j list table ...`` output (what it matches,
+    None where the rule does not say), None when there is no rule."""
     for item in doc.get("nftables", []):
         rule = item.get("rule")
         if rule:
             packets = next((e["counter"]["packets"] for e in rule["expr"] if "counter" in e), 0)
             mark = next((e["mangle"]["value"] for e in rule["expr"] if "mangle" in e), None)
-            return {"packets": packets, "mark": mark}
+            matched = {(m["left"].get("payload") or {}).get("field"): m.get("right")
+                       for e in rule["expr"] if isinstance(m := e.get("match"), dict) and isinstance(m.get("left"), dict)}
+            return {"packets": packets, "mark": mark, "ip": matched.get("daddr"), "port": matched.get("dport")}
     return None
+
+
+def same(rule: dict | None, ip: str, port: int, mark: int) -> bool:
+    """Whether a rule read back (``parse``) is the one ``ruleset`` makes for these."""
+    return rule is not None and (rule.get("ip"), rule.get("port"), rule.get("mark")) == (ip, port, mark)

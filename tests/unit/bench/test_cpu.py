@@ -40,5 +40,7 @@ def test_a_real_sample_sees_this_process_busy_as_the_controller():
             pass
         b = cpu.snap()
     w = CpuSampler.between(a, b)
-    assert 0.4 <= w["window_s"] <= 2.0
+    # NOTE: no upper bound that a loaded machine (a lab running beside) could break: a snap
+    # reads every process's /proc files, and the window is what the snaps measured.
+    assert 0.4 <= w["window_s"] <= 30.0
     assert w["cpu_s"]["controller"] >= 0.2, w

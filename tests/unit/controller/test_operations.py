@@ -302,6 +302,33 @@ def test_a_steering_install_that_fails_on_the_target_leaves_the_rule_on_the_sour
     assert ctl.routers["r1"].steering(SPEC.name) is not None and ctl.routers["r2"].steering(SPEC.name) is None
 
 
+def test_a_move_behind_the_same_router_keeps_its_steering_rule_and_a_changed_one_is_remade(ctl):
+    log = ctl.routers["r1"].fabric.log
+    log.clear()
+    rep = migrate_function(ctl, "fa", "b")               # a and b are both behind r1
+    assert not [e for e in log if e.startswith("r1 steer")]
+    assert "already on r1" in next(s.detail for s in rep.steps if s.name == "steering")
+    whole_on(ctl, "b")
+    ctl.routers["r1"].rules[SPEC.name]["port"] = SPEC.port + 1          # not the rule the spec makes
+    migrate_function(ctl, "fa", "a")
+    assert [e for e in log if e.startswith("r1 steer")] == [f"r1 steer {SPEC.name}"]
+    assert ctl.routers["r1"].steering(SPEC.name)["port"] == SPEC.port
+    whole_on(ctl, "a")
+
+
+def test_a_steering_rule_reads_back_as_nft_lists_it():
+    from orchestrator.routers import steering as nft
+    listed = {"nftables": [{"metainfo": {}}, {"table": {"family": "ip", "name": "vnfctl_fa"}}, {"rule": {"expr": [
+        {"match": {"op": "==", "left": {"payload": {"protocol": "ip", "field": "daddr"}}, "right": "10.40.0.10"}},
+        {"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 5000}},
+        {"counter": {"packets": 7, "bytes": 300}},
+        {"mangle": {"key": {"meta": {"key": "mark"}}, "value": 16}}]}}]}
+    rule = nft.parse(listed)
+    assert rule == {"packets": 7, "mark": 16, "ip": "10.40.0.10", "port": 5000}
+    assert nft.same(rule, "10.40.0.10", 5000, 16) and not nft.same(rule, "10.40.0.10", 5000, 17)
+    assert nft.parse({"nftables": []}) is None and not nft.same(None, "10.40.0.10", 5000, 16)
+
+
 @pytest.mark.parametrize("handover", ["make-before-break", "break-before-make"])
 def test_a_cp_that_dies_on_the_target_after_its_copy_is_named_lost_and_left_to_recover(ctl, handover):
     ctl.world.crash_on_arrival = True

@@ -43,6 +43,14 @@ def test_bgp_announces_at_the_target_then_the_source_demotes_then_withdraws():
         Phase((RouteChange("r3", RouteSpec(dev="data")),), "seen"),
         Phase((RouteChange("r1", RouteSpec(dev="data", tag=LEAVING_TAG)),), "ready"),
         Phase((RouteChange("r1", None),), "converged")]
+    # next to each other: the leaving static points at the new edge at once (traffic follows
+    # one write after the announcement was seen), then goes
+    assert route_phases(CHAIN, "bgp", "r2", "r3") == [
+        Phase((RouteChange("r3", RouteSpec(dev="data")),), "seen"),
+        Phase((RouteChange("r2", RouteSpec(via="10.0.0.6", tag=LEAVING_TAG)),), "switched"),
+        Phase((RouteChange("r2", None),), "converged")]
+    assert [p.leads for p in route_phases(CHAIN, "bgp", "r2", "r3")] == [False, True, True]
+    assert [p.leads for p in route_phases(CHAIN, "bgp", "r1", "r3")] == [False, False, True]
     assert route_phases(CHAIN, "bgp", None, "r2") == [Phase((RouteChange("r2", RouteSpec(dev="data")),), "converged")]
     assert route_phases(CHAIN, "bgp", "r2", "r2") == [Phase((RouteChange("r2", RouteSpec(dev="data")),), "converged")]
     with pytest.raises(ValueError, match="strategy"):
@@ -85,6 +93,60 @@ def test_bgp_move_announces_the_target_before_it_withdraws_the_source():
     assert fr.converged(IP, "r3") and set(took) == {"r1", "r2", "r3"}
     assert routers["r1"].route(IP) == FibRoute(None, "10.0.0.2", "bgp") and routers["r1"].configured(IP) == []
     assert routers["r3"].route(IP) == FibRoute("data", None, "static")
+
+
+class Counting:
+    """A fake router that counts its reads of what is configured (each a round trip on a real one)."""
+
+    def __init__(self, router):
+        self.router, self.reads = router, 0
+
+    def __getattr__(self, name):
+        return getattr(self.router, name)
+
+    def configured(self, ip):
+        self.reads += 1
+        return self.router.configured(ip)
+
+
+def test_bgp_move_to_a_peer_leads_every_fib_before_the_source_lets_go():
+    f, routers = fabric(bgp=True)
+    fr = routes(routers, "bgp")
+    fr.move(IP, None, "r2")
+    f.log.clear()
+    wrong = []
+    f.after_change.append(lambda: wrong.extend(n for n, r in routers.items()
+                                              if r.route(IP) is None or r.route(IP).via == "10.0.0.1"))
+    fr.move(IP, "r2", "r3")
+    assert wrong == []                           # never without a route, never pointing back
+    assert f.log == [f"r3 set {IP} dev data", f"r2 set {IP} via 10.0.0.6 tag {LEAVING_TAG}", f"r2 remove {IP}"]
+    assert routers["r2"].route(IP) == FibRoute(None, "10.0.0.6", "bgp") and routers["r2"].configured(IP) == []
+    assert fr.converged(IP, "r3")
+
+
+def test_the_first_hop_leads_once_switched_not_once_its_static_is_gone():
+    f, routers = fabric(bgp=True)
+    clock = Clock()
+    fr = FunctionRoutes(routers, CHAIN, "bgp", timeout_s=5, poll_s=0.01, clock=clock, sleep=clock.sleep)
+    fr.move(IP, None, "r2")
+    removed_at = []
+    f.after_change.append(lambda: removed_at.extend([clock.t] if not routers["r2"].configured(IP) else []))
+    clock.t = 10.0
+    took = fr.move(IP, "r2", "r3")
+    assert set(took) == {"r1", "r2", "r3"}
+    assert all(ms <= (removed_at[0] - 10.0) * 1000 for ms in took.values())
+
+
+def test_a_move_reads_each_router_it_changes_later_once():
+    f, routers = fabric(bgp=True)
+    counted = {name: Counting(r) for name, r in routers.items()}
+    fr = routes(counted, "bgp")
+    fr.move(IP, None, "r2")
+    for c in counted.values():
+        c.reads = 0
+    fr.move(IP, "r2", "r3")
+    assert counted["r2"].reads == 1 and counted["r1"].reads == 0
+    assert fr.converged(IP, "r3") and routers["r2"].configured(IP) == []
 
 
 def test_static_move_rewrites_every_router():

@@ -1,0 +1,88 @@
+"""The FRR driver's host-route writes against a scripted vtysh (the real one is in tests/lab):
+a write told what the router holds does not read it first; told wrong, it reads and writes again."""
+
+import json
+import shlex
+
+import pytest
+
+from orchestrator.routers import frr
+from orchestrator.routers.api import LEAVING_TAG, NetworkError, RouteSpec
+
+IP = "10.40.0.10"
+
+
+class Vtysh:
+    """staticd as vtysh shows it: '% Refusing to remove a non-existent route' and exit 0."""
+
+    def __init__(self):
+        self.statics: dict[tuple, int | None] = {}    # (dev, via) -> tag
+        self.runs: list[list[str]] = []
+
+    def __call__(self, _client, _label, cmdline, _stdin=None):
+        argv = shlex.split(cmdline)
+        self.runs.append(argv)
+        commands = argv[2::2]
+        if commands[0].startswith("show ip route"):
+            entries = [{"protocol": "static", "tag": tag,
+                        "nexthops": [{"ip": via} if via else {"interfaceName": dev}]}
+                       for (dev, via), tag in self.statics.items()]
+            return 0, json.dumps({f"{IP}/32": entries} if entries else {}), ""
+        for c in commands[1:]:
+            words = c.split()
+            negate = words[0] == "no"
+            words = words[1:] if negate else words
+            target = words[3]
+            key = (None, target) if target[0].isdigit() else (target, None)
+            tag = int(words[5]) if len(words) > 5 else None
+            if negate:
+                if key not in self.statics:
+                    return 0, "% Refusing to remove a non-existent route\n", ""
+                del self.statics[key]
+            else:
+                self.statics[key] = tag
+        return 0, "", ""
+
+
+@pytest.fixture
+def router(monkeypatch):
+    vtysh = Vtysh()
+    monkeypatch.setattr(frr.ssh, "run", vtysh)
+    r = frr.FrrRouter("r1", target=None)
+    monkeypatch.setattr(r, "_ssh", lambda: None)
+    return r, vtysh
+
+
+def reads(vtysh):
+    return sum(1 for argv in vtysh.runs if argv[2].startswith("show"))
+
+
+def test_a_write_told_what_is_held_does_not_read(router):
+    r, vtysh = router
+    r.set_route(IP, RouteSpec(dev="data"))
+    assert reads(vtysh) == 1
+    r.set_route(IP, RouteSpec(via="10.0.0.2", tag=LEAVING_TAG), replacing=[RouteSpec(dev="data")])
+    r.remove_route(IP, known=[RouteSpec(via="10.0.0.2", tag=LEAVING_TAG)])
+    assert reads(vtysh) == 1 and vtysh.statics == {}
+
+
+def test_a_write_told_wrong_reads_and_writes_again(router):
+    r, vtysh = router
+    r.set_route(IP, RouteSpec(dev="data"))
+    # the router restarted and lost it; another static is there instead
+    vtysh.statics = {(None, "10.0.0.9"): None}
+    r.set_route(IP, RouteSpec(via="10.0.0.2", tag=LEAVING_TAG), replacing=[RouteSpec(dev="data")])
+    assert vtysh.statics == {(None, "10.0.0.2"): LEAVING_TAG}
+    vtysh.statics = {(None, "10.0.0.9"): None}
+    r.remove_route(IP, known=[RouteSpec(via="10.0.0.2", tag=LEAVING_TAG)])
+    assert vtysh.statics == {}
+
+
+def test_a_refused_write_without_a_hint_is_named(router, monkeypatch):
+    r, vtysh = router
+    refuse = lambda _c, _l, cmdline, _s=None: (0, "{}", "") if "show" in cmdline else \
+        (0, "% Unknown command: ip route\n", "")
+    monkeypatch.setattr(frr.ssh, "run", refuse)
+    # a write the router refuses whatever it holds is refused with the router's own line
+    with pytest.raises(NetworkError, match="router r1: route 10.40.0.10/32 dev data: % Unknown command"):
+        r.set_route(IP, RouteSpec(dev="data"), replacing=[])
