@@ -135,7 +135,10 @@ class FrrRouter(Router):
                 return self._write_route(ip, spec, replacing)
             except NetworkError:
                 pass    # NOTE: what the caller knew was stale (the router restarted, say): read it
-        self._write_route(ip, spec, self.configured(ip))
+        present = self.configured(ip)
+        if present == [spec]:
+            return      # read just now: already so (a move behind the same router), nothing to write
+        self._write_route(ip, spec, present)
 
     def _write_route(self, ip: str, spec: RouteSpec, present: Sequence[RouteSpec]) -> None:
         # NOTE: staticd changes the same path with another tag in place: removing it "as the old

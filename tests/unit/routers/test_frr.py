@@ -86,3 +86,15 @@ def test_a_refused_write_without_a_hint_is_named(router, monkeypatch):
     # a write the router refuses whatever it holds is refused with the router's own line
     with pytest.raises(NetworkError, match="router r1: route 10.40.0.10/32 dev data: % Unknown command"):
         r.set_route(IP, RouteSpec(dev="data"), replacing=[])
+
+
+def test_a_route_read_as_already_there_is_not_written_again_but_a_hinted_one_is(router):
+    r, vtysh = router
+    r.set_route(IP, RouteSpec(dev="data"))
+    writes = lambda: sum(1 for argv in vtysh.runs if argv[2] == "configure terminal")  # noqa: E731
+    assert writes() == 1
+    r.set_route(IP, RouteSpec(dev="data"))               # read: the same path and tag
+    assert writes() == 1 and reads(vtysh) == 2
+    vtysh.statics = {}                                   # the router restarted and lost it
+    r.set_route(IP, RouteSpec(dev="data"), replacing=[RouteSpec(dev="data")])
+    assert writes() == 2 and vtysh.statics == {("data", None): None}
